@@ -1,0 +1,60 @@
+"""An in-memory VectorStore for unit tests and single-process experiments; not shared, not durable."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from semcache.core.models import Entry, Match
+from semcache.core.ports import Vector
+
+
+class MemoryStore:
+    """Entries in a dict, brute-force cosine search, expiry by the given clock."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._entries: dict[str, tuple[Entry, Vector, float]] = {}
+
+    def _live(self, entry_id: str) -> tuple[Entry, Vector, float] | None:
+        item = self._entries.get(entry_id)
+        if item is not None and item[2] <= self._clock():
+            del self._entries[entry_id]
+            return None
+        return item
+
+    def _with_ttl(self, entry: Entry, expires_at: float) -> Entry:
+        return replace(entry, ttl_seconds=max(0, math.ceil(expires_at - self._clock())))
+
+    async def get(self, entry_id: str) -> Entry | None:
+        """The entry with this id, or None."""
+        item = self._live(entry_id)
+        return None if item is None else self._with_ttl(item[0], item[2])
+
+    async def search(self, scope: str, vector: Vector, k: int) -> list[Match]:
+        """Up to k entries of this scope nearest to vector, most similar first."""
+        matches = []
+        for entry_id in list(self._entries):
+            item = self._live(entry_id)
+            if item is None or item[0].scope != scope:
+                continue
+            similarity = float(np.dot(item[1], vector))
+            matches.append(Match(self._with_ttl(item[0], item[2]), similarity))
+        matches.sort(key=lambda m: m.similarity, reverse=True)
+        return matches[:k]
+
+    async def put(self, entry: Entry, vector: Vector, ttl_seconds: int) -> None:
+        """Store entry, replacing any with its id."""
+        self._entries[entry.id] = (entry, np.asarray(vector, dtype=np.float32), self._clock() + ttl_seconds)
+
+    async def delete(self, entry_id: str) -> bool:
+        """Remove an entry; True if it existed."""
+        return self._entries.pop(entry_id, None) is not None
+
+    async def ping(self) -> dict[str, object]:
+        """The store's state."""
+        return {"backend": "memory", "entries": len(self._entries)}

@@ -1,0 +1,73 @@
+"""An Embedder on onnxruntime and tokenizers: all-MiniLM-L6-v2 (int8) by default, mean-pooled, L2-normalised."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from semcache.core.errors import EmbedderError
+
+DEFAULT_MAX_TOKENS = 256
+"""all-MiniLM-L6-v2 was trained on sequences of at most 256 word pieces; longer input is truncated."""
+
+
+class OnnxEmbedder:
+    """Sentence embeddings from a BERT-style ONNX model with inputs input_ids, attention_mask, token_type_ids."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        tokenizer_path: Path,
+        *,
+        name: str,
+        threads: int = 1,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> None:
+        for path in (model_path, tokenizer_path):
+            if not path.is_file():
+                raise EmbedderError(f"embedder file not found: {path} (run `make models` or set SEMCACHE_MODEL_DIR)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self._tokenizer.enable_truncation(max_length=max_tokens)
+        self._tokenizer.enable_padding()
+        self._dim = int(self._session.get_outputs()[0].shape[-1])
+        # The id names the model file by size and the head of its digest-free identity: cheap at cold start.
+        stamp = hashlib.sha256(f"{model_path.stat().st_size}|{max_tokens}".encode()).hexdigest()[:8]
+        self._id = f"{name}@{stamp}"
+
+    @property
+    def id(self) -> str:
+        """Model name plus a stamp of the file and truncation length."""
+        return self._id
+
+    @property
+    def dim(self) -> int:
+        """The vectors' dimension (384 for MiniLM)."""
+        return self._dim
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed texts into a (len(texts), dim) float32 array of unit vectors."""
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)

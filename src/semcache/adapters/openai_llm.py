@@ -1,0 +1,90 @@
+"""An LLM on OpenAI's Responses API (or any compatible server), through the official SDK."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import openai
+from openai.types.responses import Response
+
+from semcache.core.errors import UpstreamError, UpstreamTimeout
+from semcache.core.models import Completion, Message, Prompt, Usage
+
+
+def connect(*, api_key: str, base_url: str | None, timeout_s: float, max_retries: int) -> openai.AsyncOpenAI:
+    """A client with a timeout that fits behind API Gateway's 30 s and few retries."""
+    return openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries)
+
+
+class OpenAILLM:
+    """Calls responses.create with store=False unless the caller asked otherwise."""
+
+    def __init__(self, client: openai.AsyncOpenAI) -> None:
+        self._client = client
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        """Answer one prompt; failures become UpstreamError with the upstream's status and reason."""
+        kwargs: dict[str, Any] = {"store": False, **prompt.options, **prompt.passthrough}
+        if prompt.instructions is not None:
+            kwargs["instructions"] = prompt.instructions
+        try:
+            response = await self._client.responses.create(
+                model=prompt.model,
+                input=cast(Any, _input(prompt.messages)),
+                **kwargs,
+            )
+        except openai.APITimeoutError as exc:
+            raise UpstreamTimeout("the LLM did not answer in time") from exc
+        except openai.APIStatusError as exc:
+            raise UpstreamError(
+                f"the LLM answered {exc.status_code}: {_reason(exc)}", status=exc.status_code, code=_code(exc)
+            ) from exc
+        except openai.APIError as exc:
+            raise UpstreamError(f"the LLM call failed: {exc.message}") from exc
+        try:
+            return _completion(response, prompt.model)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise UpstreamError(f"the LLM's answer was malformed: {exc}") from exc
+
+
+def _input(messages: tuple[Message, ...]) -> str | list[dict[str, Any]]:
+    if len(messages) == 1 and messages[0].role == "user" and isinstance(messages[0].content, str):
+        return messages[0].content
+    return [{"role": m.role, "content": m.content if isinstance(m.content, str) else list(m.content)} for m in messages]
+
+
+def _completion(response: Response, requested_model: str) -> Completion:
+    if not isinstance(response, Response) or not isinstance(getattr(response, "output", None), list):
+        raise UpstreamError("the LLM's answer was not a Responses API object")
+    only_text = bool(response.output) and all(
+        item.type == "message" and all(part.type == "output_text" for part in item.content) for item in response.output
+    )
+    text = response.output_text
+    incomplete = response.incomplete_details.reason if response.incomplete_details else None
+    usage = response.usage
+    return Completion(
+        text=text,
+        model=response.model or requested_model,
+        usage=Usage(usage.input_tokens, usage.output_tokens) if usage else Usage(),
+        completed=response.status == "completed" and only_text and bool(text),
+        finish_reason={"max_output_tokens": "length", "content_filter": "content_filter"}.get(incomplete or "", "stop"),
+        raw=response.model_dump(mode="json", exclude_unset=True),
+    )
+
+
+def _reason(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, dict) else None
+        if isinstance(message, str):
+            return message
+    return exc.message
+
+
+def _code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        code = body["error"].get("code")
+        return code if isinstance(code, str) else None
+    return None

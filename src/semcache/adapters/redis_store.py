@@ -1,0 +1,203 @@
+"""A VectorStore on a Redis vector index: Redis Stack, Redis 8, Redis Cloud, MemoryDB, ElastiCache for Valkey.
+
+Only the portable subset of FT.* is used: HASH documents with a TAG (scope digest) and a VECTOR (HNSW, FLOAT32,
+COSINE) field; `(@scope:{..})=>[KNN k @vec $v AS dist]` with PARAMS, RETURN of the score, LIMIT and DIALECT 2.
+Texts live in unindexed hash fields read with HMGET. Keys and the index carry a tag derived from the embedder's
+id, so vectors of different embedders never share an index.
+
+One entry is one hash, written with DEL + HSET + EXPIRE in one MULTI/EXEC: a reader sees all of it or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import numpy as np
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from semcache.core.errors import StoreError
+from semcache.core.models import Entry, Match, Usage
+from semcache.core.ports import Vector
+
+SCHEMA_VERSION = "1"
+_FIELDS = ("v", "scope", "query", "response", "model", "usage", "created_at")
+
+
+def connect(url: str, *, timeout_s: float, connect_timeout_s: float) -> Redis:
+    """A client that fails fast: bounded socket timeouts and no retries (the cache is optional, the LLM is not)."""
+    client: Redis = Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=connect_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+        health_check_interval=30,
+    )
+    return client
+
+
+@asynccontextmanager
+async def _translated(what: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise StoreError(f"redis {what} failed: {exc.__class__.__name__}: {exc}") from exc
+
+
+class RedisStore:
+    """Entries as Redis hashes under one key prefix, found by key (exact) or by KNN (semantic)."""
+
+    def __init__(self, client: Redis, *, prefix: str, embedder_id: str, dim: int) -> None:
+        if not prefix or any(c in prefix for c in " {}"):
+            raise ValueError(f"key prefix must be non-empty without spaces or braces, got {prefix!r}")
+        tag = hashlib.sha256(f"{embedder_id}|{dim}|{SCHEMA_VERSION}".encode()).hexdigest()[:10]
+        self._client = client
+        self._dim = dim
+        self._key_prefix = f"{prefix}{tag}:e:"
+        self.index_name = f"{prefix}{tag}:idx"
+        self._index_ready = False
+
+    def key(self, entry_id: str) -> str:
+        """The Redis key of an entry."""
+        return self._key_prefix + entry_id
+
+    async def ensure_index(self) -> bool:
+        """Create the index if it does not exist; True if it was created. Call at start or deploy, not per request."""
+        created = await self._create_index()
+        self._index_ready = True
+        return created
+
+    async def _create_index(self) -> bool:
+        async with _translated("FT.CREATE"):
+            try:
+                await self._client.execute_command(  # type: ignore[no-untyped-call]
+                    "FT.CREATE", self.index_name, "ON", "HASH", "PREFIX", "1", self._key_prefix,
+                    "SCHEMA", "scope", "TAG",
+                    "vec", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", str(self._dim),
+                    "DISTANCE_METRIC", "COSINE",
+                )  # fmt: skip
+            except ResponseError as exc:
+                if "already exists" in str(exc).lower():
+                    return False
+                raise
+        return True
+
+    async def get(self, entry_id: str) -> Entry | None:
+        """The entry with this id, or None."""
+        async with _translated("HMGET"):
+            entries = await self._read([self.key(entry_id)])
+        return entries[0]
+
+    async def search(self, scope: str, vector: Vector, k: int) -> list[Match]:
+        """Up to k entries of this scope nearest to vector, most similar first."""
+        if not self._index_ready:  # Redis was down at start: create the index as soon as it is back
+            await self.ensure_index()
+        blob = np.asarray(vector, dtype=np.float32).tobytes()
+        async with _translated("FT.SEARCH"):
+            try:
+                reply = await self._client.execute_command(  # type: ignore[no-untyped-call]
+                    "FT.SEARCH", self.index_name, f"(@scope:{{{scope}}})=>[KNN {k} @vec $v AS dist]",
+                    "PARAMS", "2", "v", blob, "RETURN", "1", "dist", "LIMIT", "0", str(k), "DIALECT", "2",
+                )  # fmt: skip
+            except ResponseError:
+                self._index_ready = False  # e.g. the server restarted empty: recreate the index next time
+                raise
+            hits = _parse_knn(reply)
+            if not hits:
+                return []
+            entries = await self._read([key for key, _ in hits])
+        matches = [
+            Match(entry, 1.0 - distance)
+            for entry, (_, distance) in zip(entries, hits, strict=True)
+            if entry is not None and entry.scope == scope
+        ]
+        matches.sort(key=lambda m: m.similarity, reverse=True)
+        return matches
+
+    async def _read(self, keys: Sequence[str]) -> list[Entry | None]:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(key, _FIELDS)
+            pipe.ttl(key)
+        replies = await pipe.execute()
+        return [_entry(key, fields, ttl) for key, fields, ttl in zip(keys, replies[::2], replies[1::2], strict=True)]
+
+    async def put(self, entry: Entry, vector: Vector, ttl_seconds: int) -> None:
+        """Store entry atomically, replacing any entry with its id; it expires after ttl_seconds."""
+        if not self._index_ready:
+            await self.ensure_index()
+        key = self.key(entry.id)
+        mapping: dict[str | bytes, str | bytes | int | float] = {
+            "v": SCHEMA_VERSION,
+            "scope": entry.scope,
+            "query": entry.query,
+            "response": entry.response,
+            "model": entry.model,
+            "usage": json.dumps([entry.usage.input_tokens, entry.usage.output_tokens]),
+            "created_at": entry.created_at,
+            "vec": np.asarray(vector, dtype=np.float32).tobytes(),
+        }
+        async with _translated("MULTI/EXEC"):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.delete(key)
+            pipe.hset(key, mapping=cast(Any, mapping))
+            pipe.expire(key, ttl_seconds)
+            await pipe.execute()
+
+    async def delete(self, entry_id: str) -> bool:
+        """Remove an entry; True if it existed."""
+        async with _translated("DEL"):
+            return bool(await self._client.delete(self.key(entry_id)))
+
+    async def ping(self) -> dict[str, object]:
+        """Reachability and entry count, for the health check."""
+        async with _translated("PING"):
+            await self._client.ping()
+            info = await self._client.execute_command("FT.INFO", self.index_name)  # type: ignore[no-untyped-call]
+        fields = dict(zip(info[::2], info[1::2], strict=False)) if isinstance(info, list) else {}
+        docs = fields.get(b"num_docs", fields.get("num_docs"))
+        return {
+            "backend": "redis",
+            "index": self.index_name,
+            "entries": int(docs) if docs is not None else None,
+        }
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+
+def _parse_knn(reply: list[object]) -> list[tuple[str, float]]:
+    hits = []
+    for i in range(1, len(reply) - 1, 2):
+        key, fields = reply[i], reply[i + 1]
+        if not isinstance(key, bytes) or not isinstance(fields, list):
+            raise StoreError(f"unexpected FT.SEARCH reply: {reply!r:.200}")
+        values = dict(zip(fields[::2], fields[1::2], strict=True))
+        hits.append((key.decode(), float(values[b"dist"])))
+    return hits
+
+
+def _entry(key: str, fields: list[bytes | None], ttl: int) -> Entry | None:
+    values = [f for f in fields if f is not None]
+    if len(values) != len(fields) or values[0] != SCHEMA_VERSION.encode():
+        return None  # absent, expired, or written by another schema: never served
+    _, scope, query, response, model, usage, created_at = values
+    tokens_in, tokens_out = json.loads(usage)
+    return Entry(
+        id=key.rsplit(":", 1)[1],
+        scope=scope.decode(),
+        query=query.decode(),
+        response=response.decode(),
+        model=model.decode(),
+        usage=Usage(int(tokens_in), int(tokens_out)),
+        created_at=float(created_at),
+        ttl_seconds=ttl if ttl >= 0 else None,
+    )

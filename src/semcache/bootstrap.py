@@ -1,0 +1,107 @@
+"""The composition root: builds the service and the app from settings, once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import openai
+from fastapi import FastAPI
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from semcache.adapters import openai_llm, redis_store
+from semcache.adapters.onnx_embedder import OnnxEmbedder
+from semcache.adapters.openai_llm import OpenAILLM
+from semcache.adapters.redis_store import RedisStore
+from semcache.core.errors import ConfigError, StoreError
+from semcache.core.service import CacheService, Policy
+from semcache.http.app import create_app as create_http_app
+from semcache.settings import Settings
+
+log = logging.getLogger("semcache")
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    """Everything built from settings, kept so it can be started and closed."""
+
+    settings: Settings
+    service: CacheService
+    store: RedisStore
+    redis: Redis
+    openai: openai.AsyncOpenAI
+
+    async def start(self) -> None:
+        """Create the index; if Redis is unreachable, serve from the LLM and create it when Redis is back."""
+        try:
+            created = await self.store.ensure_index()
+            log.info("index %s %s", self.store.index_name, "created" if created else "ready")
+        except StoreError as exc:
+            log.warning("Redis is unreachable at start (%s); answering from the LLM until it is back", exc)
+
+    async def close(self) -> None:
+        """Close the network clients."""
+        await self.store.close()
+        await self.openai.close()
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, with errors that name the variable to set."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"SEMCACHE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def build(settings: Settings) -> Components:
+    """Build every collaborator explicitly from settings. No network I/O happens here."""
+    if settings.openai_api_key is None:
+        raise ConfigError(
+            "OPENAI_API_KEY is not set: set it (and OPENAI_BASE_URL for a compatible server), "
+            "or use `make run`, which starts a local stand-in when no key is set"
+        )
+    embedder = OnnxEmbedder(
+        settings.model_dir / "model.onnx",
+        settings.model_dir / "tokenizer.json",
+        name=settings.embedder_name,
+        threads=settings.embed_threads,
+    )
+    redis = redis_store.connect(
+        settings.redis_url,
+        timeout_s=settings.redis_timeout_s,
+        connect_timeout_s=settings.redis_connect_timeout_s,
+    )
+    store = RedisStore(redis, prefix=settings.key_prefix, embedder_id=embedder.id, dim=embedder.dim)
+    client = openai_llm.connect(
+        api_key=settings.openai_api_key.get_secret_value(),
+        base_url=settings.openai_base_url,
+        timeout_s=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+    )
+    service = CacheService(
+        embedder=embedder,
+        store=store,
+        llm=OpenAILLM(client),
+        policy=Policy(ttl_seconds=settings.ttl_seconds, min_similarity=settings.min_similarity),
+    )
+    return Components(settings=settings, service=service, store=store, redis=redis, openai=client)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The local server's app (uvicorn --factory): settings from the environment unless given."""
+    components = build(settings or load_settings())
+    return app_for(components)
+
+
+def app_for(components: Components) -> FastAPI:
+    """The FastAPI app over built components; the lifespan starts and closes them."""
+    s = components.settings
+    return create_http_app(
+        components.service,
+        default_model=s.default_model,
+        max_query_chars=s.max_query_chars,
+        on_startup=components.start,
+        on_shutdown=components.close,
+    )

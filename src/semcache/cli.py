@@ -1,0 +1,39 @@
+"""The `semcache` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from semcache.core.errors import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `semcache` command."""
+    parser = argparse.ArgumentParser(prog="semcache", description="A semantic cache for LLM responses.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP API (needs the `server` extra: uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command == "serve":
+        import uvicorn
+
+        from semcache.bootstrap import create_app
+
+        try:
+            app = create_app()
+        except ConfigError as exc:
+            print(f"semcache: {exc}", file=sys.stderr)
+            return 2
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

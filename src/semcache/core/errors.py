@@ -1,0 +1,51 @@
+"""Errors raised by semcache.
+
+SemcacheError
+├── ConfigError         a setting is missing or wrong (start-up fails, naming the setting)
+├── InvalidRequest      the request cannot be served as asked (HTTP 4xx)
+├── StoreError          the cache store failed or timed out (never reaches a client: we answer without it)
+├── EmbedderError       the embedder failed (treated like a store failure)
+└── UpstreamError       the LLM call failed (HTTP 502)
+    └── UpstreamTimeout the LLM call timed out (HTTP 504)
+"""
+
+from __future__ import annotations
+
+
+class SemcacheError(Exception):
+    """Base of every error semcache raises on purpose."""
+
+
+class ConfigError(SemcacheError):
+    """A setting is missing or wrong; the message names it."""
+
+
+class InvalidRequest(SemcacheError):
+    """The request cannot be served as asked."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class StoreError(SemcacheError):
+    """The cache store failed or did not answer within its budget."""
+
+
+class EmbedderError(SemcacheError):
+    """The embedder could not embed the text."""
+
+
+class UpstreamError(SemcacheError):
+    """The LLM call failed; status is the upstream HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class UpstreamTimeout(UpstreamError):
+    """The LLM call did not finish within its timeout."""

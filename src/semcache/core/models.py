@@ -1,0 +1,142 @@
+"""Value objects that flow through the core."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+JSON = Any
+"""A JSON-serialisable value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a conversation; content is text or a list of typed content parts (kept as given)."""
+
+    role: str
+    content: str | tuple[JSON, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A normalised LLM request: what the upstream call needs and what the cache keys on.
+
+    `messages` ends with the user turn being answered. `options` shape the answer (sampling, output limits,
+    response format, tools) and so belong to the cache scope; `passthrough` reaches the LLM but not the scope
+    (metadata, user, store). `uncacheable` names why this request must not use the cache at all.
+    """
+
+    model: str
+    messages: tuple[Message, ...]
+    instructions: str | None = None
+    options: Mapping[str, JSON] = field(default_factory=dict)
+    passthrough: Mapping[str, JSON] = field(default_factory=dict)
+    uncacheable: str | None = None
+
+    @property
+    def text(self) -> str | None:
+        """The final user turn's text, or None when it is not plain text from the user."""
+        last = self.messages[-1] if self.messages else None
+        if last is None or last.role != "user" or not isinstance(last.content, str):
+            return None
+        return last.content
+
+    @property
+    def history(self) -> tuple[Message, ...]:
+        """Every turn before the one being answered."""
+        return self.messages[:-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens an LLM call consumed."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input and output tokens together."""
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What the LLM answered. Only a completed answer may be cached."""
+
+    text: str
+    model: str
+    usage: Usage
+    completed: bool
+    finish_reason: str = "stop"
+    raw: Mapping[str, JSON] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A cached answer and the question it answered."""
+
+    id: str
+    scope: str
+    query: str
+    response: str
+    model: str
+    usage: Usage
+    created_at: float
+    ttl_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A stored entry found near a query, with its cosine similarity to the query."""
+
+    entry: Entry
+    similarity: float
+
+
+class CacheMode(enum.StrEnum):
+    """How one request uses the cache."""
+
+    USE = "use"
+    BYPASS = "bypass"
+    REFRESH = "refresh"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    """Per-request cache controls; None means the service's default."""
+
+    mode: CacheMode = CacheMode.USE
+    ttl_seconds: int | None = None
+    min_similarity: float | None = None
+
+
+Status = Literal["hit", "miss", "bypass"]
+Tier = Literal["exact", "semantic"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheInfo:
+    """How the cache took part in one answer."""
+
+    status: Status
+    tier: Tier | None = None
+    similarity: float | None = None
+    entry_id: str | None = None
+    matched_query: str | None = None
+    ttl_seconds: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The answer to one request and how the cache took part in it."""
+
+    text: str
+    model: str
+    usage: Usage
+    cache: CacheInfo
+    completion: Completion | None = None
+    """The upstream completion when the LLM was called (None on a hit)."""

@@ -1,0 +1,63 @@
+"""The collaborators the core talks to; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from semcache.core.models import Completion, Entry, Match, Prompt
+
+Vector = npt.NDArray[np.float32]
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised vectors."""
+
+    @property
+    def id(self) -> str:
+        """Names the model and its version; vectors of different ids are never compared."""
+        ...
+
+    @property
+    def dim(self) -> int:
+        """The vectors' dimension."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed texts into a (len(texts), dim) array of unit vectors. CPU-bound: call it off the event loop."""
+        ...
+
+
+class VectorStore(Protocol):
+    """Holds entries with their vectors; every method may raise StoreError."""
+
+    async def get(self, entry_id: str) -> Entry | None:
+        """The entry with this id, or None."""
+        ...
+
+    async def search(self, scope: str, vector: Vector, k: int) -> list[Match]:
+        """Up to k entries of this scope nearest to vector, most similar first."""
+        ...
+
+    async def put(self, entry: Entry, vector: Vector, ttl_seconds: int) -> None:
+        """Store entry atomically (replacing any entry with its id); it expires after ttl_seconds."""
+        ...
+
+    async def delete(self, entry_id: str) -> bool:
+        """Remove an entry; True if it existed."""
+        ...
+
+    async def ping(self) -> dict[str, object]:
+        """The store's state for the health check; raises StoreError when it is unreachable."""
+        ...
+
+
+class LLM(Protocol):
+    """Answers prompts; raises UpstreamError when it cannot."""
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        """Answer one prompt."""
+        ...

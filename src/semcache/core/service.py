@@ -1,0 +1,193 @@
+"""The caching policy: exact tier, semantic tier, store on miss, and never worse than no cache."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from semcache.core.errors import EmbedderError, StoreError
+from semcache.core.fingerprint import entry_id, normalize_text, scope_fingerprint
+from semcache.core.models import (
+    Answer,
+    CacheControl,
+    CacheInfo,
+    CacheMode,
+    Completion,
+    Entry,
+    Prompt,
+    Usage,
+)
+from semcache.core.ports import LLM, Embedder, Vector, VectorStore
+
+log = logging.getLogger("semcache")
+
+MAX_TTL_SECONDS = 365 * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Service-wide defaults that per-request controls may override."""
+
+    ttl_seconds: int = 7 * 86400
+    min_similarity: float = 0.90
+    """Cosine similarity (between -1 and 1; 1 is identical) a semantic match must reach to be served."""
+    candidates: int = 1
+
+    def __post_init__(self) -> None:
+        check_ttl(self.ttl_seconds, "ttl_seconds")
+        check_similarity(self.min_similarity, "min_similarity")
+        if not 1 <= self.candidates <= 16:
+            raise ValueError(f"candidates must be between 1 and 16, got {self.candidates}")
+
+
+def check_ttl(value: int, name: str) -> None:
+    """Reject a TTL outside 1 second .. 1 year."""
+    if not 1 <= value <= MAX_TTL_SECONDS:
+        raise ValueError(f"{name} must be between 1 and {MAX_TTL_SECONDS} seconds, got {value}")
+
+
+def check_similarity(value: float, name: str) -> None:
+    """Reject a cosine-similarity threshold outside (0, 1]."""
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} is a cosine similarity and must be in (0, 1], got {value}")
+
+
+class CacheService:
+    """Answers prompts from the cache when a stored answer fits, otherwise from the LLM (and stores it)."""
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder,
+        store: VectorStore,
+        llm: LLM,
+        policy: Policy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._embedder = embedder
+        self._store = store
+        self._llm = llm
+        self._policy = policy
+        self._clock = clock
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder in use."""
+        return self._embedder
+
+    @property
+    def store(self) -> VectorStore:
+        """The store in use."""
+        return self._store
+
+    async def answer(self, prompt: Prompt, control: CacheControl | None = None, *, tenant: str) -> Answer:
+        """Answer prompt for tenant, from the cache if a stored answer fits, else from the LLM."""
+        control = control or CacheControl()
+        text = prompt.text
+        bypass = _bypass_reason(prompt, control, text)
+        if bypass is not None or text is None:
+            completion = await self._llm.complete(prompt)
+            return _from_llm(completion, CacheInfo(status="bypass", reason=bypass))
+
+        normalized = normalize_text(text)
+        scope = scope_fingerprint(prompt, tenant=tenant, embedder_id=self._embedder.id)
+        eid = entry_id(scope, normalized)
+        vector: Vector | None = None
+        if control.mode is CacheMode.USE:
+            try:
+                hit, vector = await self._lookup(scope, eid, normalized, control)
+            except (StoreError, EmbedderError) as exc:
+                log.warning("cache lookup failed, answering from the LLM: %s", exc)
+                completion = await self._llm.complete(prompt)
+                return _from_llm(completion, CacheInfo(status="bypass", reason="cache unavailable"))
+            if hit is not None:
+                return hit
+
+        completion = await self._llm.complete(prompt)
+        if not completion.completed:
+            return _from_llm(completion, CacheInfo(status="miss", reason="incomplete answer not cached"))
+        ttl = control.ttl_seconds or self._policy.ttl_seconds
+        entry = Entry(
+            id=eid,
+            scope=scope,
+            query=text,
+            response=completion.text,
+            model=completion.model,
+            usage=completion.usage,
+            created_at=self._clock(),
+        )
+        try:
+            if vector is None:
+                vector = await self._embed(normalized)
+            await self._store.put(entry, vector, ttl)
+        except (StoreError, EmbedderError) as exc:
+            log.warning("could not store the answer: %s", exc)
+            return _from_llm(completion, CacheInfo(status="miss", reason="answer not stored"))
+        return _from_llm(completion, CacheInfo(status="miss", entry_id=eid, ttl_seconds=ttl))
+
+    async def _lookup(
+        self, scope: str, eid: str, normalized: str, control: CacheControl
+    ) -> tuple[Answer | None, Vector | None]:
+        """Exact tier, then semantic tier; returns the hit (or None) and the query's vector if one was computed."""
+        entry = await self._store.get(eid)
+        if entry is not None and entry.scope == scope:
+            return _from_entry(entry, tier="exact", similarity=None), None
+
+        vector = await self._embed(normalized)
+        threshold = control.min_similarity or self._policy.min_similarity
+        for match in await self._store.search(scope, vector, self._policy.candidates):
+            if match.entry.scope == scope and match.similarity >= threshold:
+                return _from_entry(match.entry, tier="semantic", similarity=match.similarity), vector
+        return None, vector
+
+    async def _embed(self, text: str) -> Vector:
+        try:
+            vectors = await asyncio.to_thread(self._embedder.embed, [text])
+        except EmbedderError:
+            raise
+        except Exception as exc:
+            raise EmbedderError(f"embedding failed: {exc!r}") from exc
+        return np.asarray(vectors[0], dtype=np.float32)
+
+    async def delete(self, entry_id: str) -> bool:
+        """Remove one entry; True if it existed."""
+        return await self._store.delete(entry_id)
+
+
+def _bypass_reason(prompt: Prompt, control: CacheControl, text: str | None) -> str | None:
+    if control.mode is CacheMode.BYPASS:
+        return "bypass requested"
+    if prompt.uncacheable is not None:
+        return prompt.uncacheable
+    if text is None:
+        return "the last turn is not plain text from the user"
+    if not normalize_text(text):
+        return "empty text"
+    return None
+
+
+def _from_llm(completion: Completion, info: CacheInfo) -> Answer:
+    return Answer(
+        text=completion.text,
+        model=completion.model,
+        usage=completion.usage,
+        cache=info,
+        completion=completion,
+    )
+
+
+def _from_entry(entry: Entry, *, tier: str, similarity: float | None) -> Answer:
+    info = CacheInfo(
+        status="hit",
+        tier="exact" if tier == "exact" else "semantic",
+        similarity=similarity,
+        entry_id=entry.id,
+        matched_query=entry.query,
+        ttl_seconds=entry.ttl_seconds,
+    )
+    return Answer(text=entry.response, model=entry.model, usage=Usage(), cache=info)

@@ -1,0 +1,60 @@
+"""The one place where errors become HTTP answers: OpenAI's error shape, so the SDK reports them well."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from semcache.core.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+
+log = logging.getLogger("semcache")
+
+
+def error_body(message: str, kind: str, *, param: str | None = None, code: str | None = None) -> dict[str, object]:
+    """{"error": {...}} as OpenAI writes it."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on app."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
+        body = error_body(message, "invalid_request_error", param=where, code="invalid_value")
+        body["details"] = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg"), "type": e.get("type")} for e in errors
+        ]
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(InvalidRequest)
+    async def _bad(request: Request, exc: InvalidRequest) -> JSONResponse:
+        return JSONResponse(error_body(exc.message, "invalid_request_error", param=exc.param), status_code=400)
+
+    @app.exception_handler(UpstreamError)
+    async def _upstream(request: Request, exc: UpstreamError) -> JSONResponse:
+        timeout = isinstance(exc, UpstreamTimeout)
+        body = error_body(exc.message, "upstream_timeout" if timeout else "upstream_error", code=exc.code)
+        body["error"]["upstream_status"] = exc.status  # type: ignore[index]
+        log.warning("upstream failure: %s", exc.message)
+        return JSONResponse(body, status_code=504 if timeout else 502)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            error_body(str(exc.detail), "invalid_request_error"),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(error_body("internal error", "internal_error"), status_code=500)

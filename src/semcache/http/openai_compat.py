@@ -1,0 +1,273 @@
+"""OpenAI-compatible routes' translation: request bodies into Prompts, Answers back into OpenAI's shapes.
+
+An application keeps the official SDK and changes only base_url. Cache controls ride in headers
+(x-semcache-mode, x-semcache-ttl-seconds, x-semcache-min-similarity), which the SDK sends with extra_headers.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from semcache.core.errors import InvalidRequest
+from semcache.core.models import JSON, Answer, CacheControl, CacheMode, Message, Prompt
+from semcache.core.service import check_similarity, check_ttl
+
+_N = TypeVar("_N", int, float)
+
+# Fields that reach the LLM but do not change the answer, so stay out of the cache scope.
+PASSTHROUGH = frozenset({"store", "metadata", "user", "safety_identifier", "prompt_cache_key", "service_tier"})
+# Fields that make the answer depend on state held by OpenAI: such requests are never cached.
+STATEFUL = frozenset({"previous_response_id", "conversation", "background"})
+MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant"})
+TEXT_PART_TYPES = frozenset({"input_text", "output_text", "text"})
+
+
+class ResponsesRequest(BaseModel):
+    """The body of POST /v1/responses (OpenAI's Responses API); unknown fields are forwarded and scoped."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(None, min_length=1)
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    stream: bool | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_output_tokens: int | None = Field(None, ge=1)
+
+
+class ChatMessage(BaseModel):
+    """One chat message; text content only."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    """The body of POST /v1/chat/completions; the supported subset is mapped onto the Responses API."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(None, min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool | None = None
+    n: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    response_format: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+
+
+def cache_control(headers: Mapping[str, str]) -> CacheControl:
+    """Read the x-semcache-* request headers."""
+    mode = headers.get("x-semcache-mode", "use").strip().lower()
+    try:
+        parsed_mode = CacheMode(mode)
+    except ValueError:
+        raise InvalidRequest(
+            f"x-semcache-mode must be use, bypass or refresh, got {mode!r}", param="x-semcache-mode"
+        ) from None
+    ttl = _header_number(headers, "x-semcache-ttl-seconds", int)
+    similarity = _header_number(headers, "x-semcache-min-similarity", float)
+    try:
+        if ttl is not None:
+            check_ttl(ttl, "x-semcache-ttl-seconds")
+        if similarity is not None:
+            check_similarity(similarity, "x-semcache-min-similarity")
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param=str(exc).split(" ", 1)[0]) from None
+    return CacheControl(parsed_mode, ttl, similarity)
+
+
+def _header_number(headers: Mapping[str, str], name: str, kind: type[_N]) -> _N | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a number, got {raw!r}", param=name) from None
+
+
+def _text_of(parts: list[dict[str, Any]], param: str) -> str | None:
+    """Join a list of text parts; None when any part is not text."""
+    if not all(isinstance(p, dict) and p.get("type") in TEXT_PART_TYPES for p in parts):
+        return None
+    texts = [p.get("text") for p in parts]
+    if not all(isinstance(t, str) for t in texts):
+        raise InvalidRequest("every text part needs a string 'text'", param=param)
+    return "".join(t for t in texts if isinstance(t, str))
+
+
+def responses_prompt(body: ResponsesRequest, *, default_model: str) -> Prompt:
+    """Translate a Responses API request."""
+    if body.stream:
+        raise InvalidRequest("stream=true is not supported yet; send stream=false", param="stream")
+    extra: dict[str, JSON] = dict(body.model_extra or {})
+    messages: list[Message] = []
+    if isinstance(body.input, str):
+        messages.append(Message("user", body.input))
+    else:
+        for i, item in enumerate(body.input):
+            role, content = item.get("role"), item.get("content")
+            if item.get("type", "message") != "message" or role not in MESSAGE_ROLES:
+                raise InvalidRequest(
+                    "only message items (role system, developer, user or assistant) are supported in input",
+                    param=f"input[{i}]",
+                )
+            if isinstance(content, list):
+                text = _text_of(content, f"input[{i}].content")
+                messages.append(Message(role, text if text is not None else tuple(content)))
+            elif isinstance(content, str):
+                messages.append(Message(role, content))
+            else:
+                raise InvalidRequest("content must be a string or a list of parts", param=f"input[{i}].content")
+    if not messages:
+        raise InvalidRequest("input must not be empty", param="input")
+    options = {
+        k: v
+        for k, v in {
+            "temperature": body.temperature,
+            "top_p": body.top_p,
+            "max_output_tokens": body.max_output_tokens,
+            **{k: v for k, v in extra.items() if k not in PASSTHROUGH | STATEFUL},
+        }.items()
+        if v is not None
+    }
+    passthrough = {k: v for k, v in extra.items() if k in PASSTHROUGH | STATEFUL and v is not None}
+    stateful = sorted(k for k in passthrough if k in STATEFUL)
+    return Prompt(
+        model=body.model or default_model,
+        messages=tuple(messages),
+        instructions=body.instructions,
+        options=options,
+        passthrough=passthrough,
+        uncacheable=f"depends on server-side state ({', '.join(stateful)})" if stateful else None,
+    )
+
+
+def chat_prompt(body: ChatRequest, *, default_model: str) -> Prompt:
+    """Translate a Chat Completions request into the Responses API's terms."""
+    if body.stream:
+        raise InvalidRequest("stream=true is not supported yet; send stream=false", param="stream")
+    if body.n not in (None, 1):
+        raise InvalidRequest("only n=1 is supported", param="n")
+    unsupported = sorted(body.model_extra or {})
+    if unsupported:
+        raise InvalidRequest(
+            f"parameter {unsupported[0]!r} is not supported on /v1/chat/completions; use /v1/responses",
+            param=unsupported[0],
+        )
+    messages = []
+    for i, m in enumerate(body.messages):
+        if m.role not in MESSAGE_ROLES or m.model_extra:
+            raise InvalidRequest(
+                "only system, developer, user and assistant messages with text content are supported",
+                param=f"messages[{i}]",
+            )
+        content = m.content
+        if isinstance(content, list):
+            content = _text_of(content, f"messages[{i}].content")
+        if content is None:
+            raise InvalidRequest("message content must be text", param=f"messages[{i}].content")
+        messages.append(Message(m.role, content))
+    options: dict[str, JSON] = {
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "max_output_tokens": body.max_completion_tokens or body.max_tokens,
+    }
+    if body.response_format is not None:
+        options["text"] = {"format": _text_format(body.response_format)}
+    if body.reasoning_effort is not None:
+        options["reasoning"] = {"effort": body.reasoning_effort}
+    passthrough = {"user": body.user, "metadata": body.metadata, "store": body.store}
+    return Prompt(
+        model=body.model or default_model,
+        messages=tuple(messages),
+        options={k: v for k, v in options.items() if v is not None},
+        passthrough={k: v for k, v in passthrough.items() if v is not None},
+    )
+
+
+def _text_format(response_format: dict[str, Any]) -> dict[str, Any]:
+    kind = response_format.get("type")
+    if kind in ("text", "json_object"):
+        return {"type": kind}
+    if kind == "json_schema" and isinstance(response_format.get("json_schema"), dict):
+        return {"type": "json_schema", **response_format["json_schema"]}
+    raise InvalidRequest("response_format.type must be text, json_object or json_schema", param="response_format")
+
+
+def render_response(answer: Answer, prompt: Prompt) -> dict[str, JSON]:
+    """A Responses API object: the upstream's own on a miss, an equivalent one on a hit."""
+    if answer.completion is not None and answer.completion.raw is not None:
+        return dict(answer.completion.raw)
+    return {
+        "id": f"resp_{uuid.uuid4().hex}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": prompt.instructions,
+        "model": answer.model,
+        "output": [
+            {
+                "type": "message",
+                "id": f"msg_{uuid.uuid4().hex}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": answer.text, "annotations": []}],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "temperature": prompt.options.get("temperature"),
+        "top_p": prompt.options.get("top_p"),
+        "max_output_tokens": prompt.options.get("max_output_tokens"),
+        "metadata": prompt.passthrough.get("metadata") or {},
+        "usage": {
+            "input_tokens": answer.usage.input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": answer.usage.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": answer.usage.total_tokens,
+        },
+    }
+
+
+def render_chat(answer: Answer) -> dict[str, JSON]:
+    """A chat.completion object."""
+    finish = answer.completion.finish_reason if answer.completion is not None else "stop"
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": answer.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.text, "refusal": None, "annotations": []},
+                "finish_reason": finish,
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": answer.usage.input_tokens,
+            "completion_tokens": answer.usage.output_tokens,
+            "total_tokens": answer.usage.total_tokens,
+        },
+    }

@@ -1,0 +1,51 @@
+"""All configuration, read once from the environment (prefix SEMCACHE_), checked at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from semcache.core.service import MAX_TTL_SECONDS
+
+
+class Settings(BaseSettings):
+    """semcache's settings; an explicit argument beats the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SEMCACHE_", frozen=True, extra="ignore")
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis Stack / Redis 8 / MemoryDB / Valkey URL (rediss:// for TLS)",
+    )
+    key_prefix: str = Field("semcache:", description="prefix of every key and index semcache creates")
+    redis_timeout_s: float = Field(0.25, gt=0, le=5, description="budget of one Redis round trip")
+    redis_connect_timeout_s: float = Field(1.0, gt=0, le=10, description="budget to open a Redis connection")
+
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SEMCACHE_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("SEMCACHE_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+    )
+    llm_timeout_s: float = Field(20.0, gt=0, le=600, description="timeout of one LLM call")
+    llm_max_retries: int = Field(1, ge=0, le=5, description="retries of a failed LLM call")
+    default_model: str = Field("gpt-4.1-mini", min_length=1, description="model used when a request names none")
+
+    model_dir: Path = Field(Path(".local/models"), description="folder holding model.onnx and tokenizer.json")
+    embedder_name: str = Field("all-MiniLM-L6-v2-int8", min_length=1)
+    embed_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
+
+    ttl_seconds: int = Field(7 * 86400, ge=1, le=MAX_TTL_SECONDS, description="default lifetime of an entry")
+    min_similarity: float = Field(
+        0.85, gt=0, le=1, description="cosine similarity a semantic match must reach to be served"
+    )
+    max_query_chars: int = Field(32_000, ge=1, description="longest prompt text accepted")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("SEMCACHE_REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
