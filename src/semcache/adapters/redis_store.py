@@ -38,6 +38,7 @@ def connect(url: str, *, timeout_s: float, connect_timeout_s: float) -> Redis:
         socket_connect_timeout=connect_timeout_s,
         retry=Retry(NoBackoff(), 0),
         decode_responses=False,
+        protocol=2,  # RESP2 replies to FT.* are the same on every managed service
         health_check_interval=30,
     )
     return client

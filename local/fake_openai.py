@@ -1,0 +1,157 @@
+"""A local stand-in for OpenAI's Responses API: deterministic answers that quote the question, over real HTTP.
+
+    python local/fake_openai.py [--port 8001] [--delay-ms 0]
+
+Every answer is "[offline answer] <the last user turn>", so a person can see which stored question a cache hit
+came from. Tests steer it with markers inside the user's text (kept out of the answer's meaning):
+    [fake:status=429]  answer with that HTTP status and an OpenAI-shaped error
+    [fake:delay=1.5]   wait that many seconds first
+    [fake:malformed]   answer 200 with a body that is not a Response
+    [fake:incomplete]  answer status "incomplete" (max_output_tokens)
+    [fake:refusal]     answer with a refusal instead of text
+GET /_fake/stats gives the number of calls and the last inputs; POST /_fake/reset clears them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import socket
+import time
+import uuid
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+MARKER = re.compile(r"\[fake:(\w+)(?:=([\w.]+))?\]")
+STATS: dict[str, Any] = {"calls": 0, "inputs": []}
+DELAY_S = 0.0
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    items = body.get("input")
+    if isinstance(items, str):
+        return items
+    for item in reversed(items or []):
+        if isinstance(item, dict) and item.get("role") == "user":
+            content = item.get("content")
+            if isinstance(content, str):
+                return content
+            return " ".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
+    return ""
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+async def responses(request: Request) -> JSONResponse | PlainTextResponse:
+    if not request.headers.get("authorization", "").startswith("Bearer "):
+        return JSONResponse(
+            {"error": {"message": "missing API key", "type": "invalid_request_error", "code": "invalid_api_key"}},
+            status_code=401,
+        )
+    body = await request.json()
+    text = _last_user_text(body)
+    STATS["calls"] += 1
+    STATS["inputs"] = [*STATS["inputs"][-99:], text]
+    markers = {m.group(1): m.group(2) for m in MARKER.finditer(text)}
+    delay = float(markers.get("delay") or 0) + DELAY_S
+    if delay:
+        await asyncio.sleep(delay)
+    if "status" in markers:
+        status = int(markers["status"] or 500)
+        error = {"message": f"fake upstream error {status}", "type": "server_error", "code": f"fake_{status}"}
+        return JSONResponse({"error": error}, status_code=status)
+    if "malformed" in markers:
+        return PlainTextResponse("this is not JSON", media_type="application/json")
+
+    answer = f"[offline answer] {text}"
+    status, incomplete = "completed", None
+    content: dict[str, Any] = {"type": "output_text", "text": answer, "annotations": []}
+    limit = body.get("max_output_tokens")
+    if "incomplete" in markers or (isinstance(limit, int) and limit < _tokens(answer)):
+        answer = " ".join(answer.split()[: max(1, limit if isinstance(limit, int) else 2)])
+        content["text"] = answer
+        status, incomplete = "incomplete", {"reason": "max_output_tokens"}
+    if "refusal" in markers:
+        content = {"type": "refusal", "refusal": "I can't help with that."}
+    input_tokens = _tokens(text) + _tokens(body.get("instructions") or "")
+    output_tokens = _tokens(answer)
+    return JSONResponse(
+        {
+            "id": f"resp_{uuid.uuid4().hex}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "error": None,
+            "incomplete_details": incomplete,
+            "instructions": body.get("instructions"),
+            "model": body.get("model", "fake-model"),
+            "output": [
+                {
+                    "type": "message",
+                    "id": f"msg_{uuid.uuid4().hex}",
+                    "status": status,
+                    "role": "assistant",
+                    "content": [content],
+                }
+            ],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "temperature": body.get("temperature"),
+            "top_p": body.get("top_p"),
+            "metadata": body.get("metadata") or {},
+            "usage": {
+                "input_tokens": input_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": output_tokens,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": input_tokens + output_tokens,
+            },
+        }
+    )
+
+
+async def stats(request: Request) -> JSONResponse:
+    return JSONResponse(STATS)
+
+
+async def reset(request: Request) -> JSONResponse:
+    STATS.update(calls=0, inputs=[])
+    return JSONResponse(STATS)
+
+
+app = Starlette(
+    routes=[
+        Route("/v1/responses", responses, methods=["POST"]),
+        Route("/_fake/stats", stats, methods=["GET"]),
+        Route("/_fake/reset", reset, methods=["POST"]),
+    ]
+)
+
+
+def main() -> None:
+    global DELAY_S
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8001, help="0 picks a free port")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="added to every answer")
+    args = parser.parse_args()
+    DELAY_S = args.delay_ms / 1000
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    port = sock.getsockname()[1]
+    print(f"fake OpenAI listening on http://127.0.0.1:{port}/v1", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", backlog=4096, timeout_keep_alive=30))
+    server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

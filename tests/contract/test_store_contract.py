@@ -1,0 +1,176 @@
+"""One suite, run against every VectorStore: the in-memory fake must behave like the real Redis store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from semcache.adapters import redis_store
+from semcache.adapters.memory_store import MemoryStore
+from semcache.adapters.redis_store import RedisStore
+from semcache.core.errors import StoreError
+from semcache.core.models import Entry, Usage
+from semcache.core.ports import Vector, VectorStore
+
+pytestmark = pytest.mark.anyio
+DIM = 8
+
+Advance = Callable[[float], Awaitable[None]]
+
+
+def unit(*values: float) -> Vector:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[: len(values)] = values
+    return v / np.linalg.norm(v)
+
+
+def entry(eid: str, scope: str = "s1", response: str = "r", query: str = "q") -> Entry:
+    return Entry(
+        id=eid, scope=scope, query=query, response=response, model="m", usage=Usage(3, 4), created_at=1234.5
+    )
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[tuple[VectorStore, Advance]]:
+    if request.param == "memory":
+        now = [1_000.0]
+        store = MemoryStore(clock=lambda: now[0])
+
+        async def advance_clock(seconds: float) -> None:
+            now[0] += seconds
+
+        yield store, advance_clock
+        return
+    url = request.getfixturevalue("redis_url")
+    client = redis_store.connect(url, timeout_s=2, connect_timeout_s=2)
+    rstore = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM)
+    await rstore.ensure_index()
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    yield rstore, sleep
+    await client.execute_command("FT.DROPINDEX", rstore.index_name, "DD")  # type: ignore[no-untyped-call]
+    await rstore.close()
+
+
+async def test_put_then_get(backend: tuple[VectorStore, Advance]) -> None:
+    store, _ = backend
+    await store.put(entry("a"), unit(1), ttl_seconds=100)
+    got = await store.get("a")
+    assert got is not None
+    assert replace(got, ttl_seconds=None) == entry("a")
+    assert got.ttl_seconds is not None and 98 <= got.ttl_seconds <= 100
+    assert await store.get("missing") is None
+
+
+async def test_search_is_nearest_first_within_scope_and_k(backend: tuple[VectorStore, Advance]) -> None:
+    store, _ = backend
+    await store.put(entry("near", response="near"), unit(1, 0.1), 100)
+    await store.put(entry("far", response="far"), unit(1, 1), 100)
+    await store.put(entry("other", scope="s2"), unit(1), 100)
+    matches = await store.search("s1", unit(1), k=2)
+    assert [m.entry.id for m in matches] == ["near", "far"]
+    assert matches[0].similarity == pytest.approx(float(unit(1) @ unit(1, 0.1)), abs=1e-5)
+    assert matches[1].similarity == pytest.approx(float(unit(1) @ unit(1, 1)), abs=1e-5)
+    assert [m.entry.id for m in await store.search("s1", unit(1), k=1)] == ["near"]
+    assert [m.entry.id for m in await store.search("s2", unit(0, 1), k=3)] == ["other"]
+    assert await store.search("nobody", unit(1), k=3) == []
+
+
+async def test_put_replaces_the_entry_with_the_same_id(backend: tuple[VectorStore, Advance]) -> None:
+    store, _ = backend
+    await store.put(entry("a", response="old"), unit(1), 100)
+    await store.put(entry("a", response="new"), unit(0, 1), 100)
+    got = await store.get("a")
+    assert got is not None and got.response == "new"
+    matches = await store.search("s1", unit(0, 1), k=5)
+    assert [(m.entry.id, m.entry.response) for m in matches] == [("a", "new")]
+    assert matches[0].similarity == pytest.approx(1.0, abs=1e-5)
+
+
+async def test_delete(backend: tuple[VectorStore, Advance]) -> None:
+    store, _ = backend
+    await store.put(entry("a"), unit(1), 100)
+    assert await store.delete("a") is True
+    assert await store.delete("a") is False
+    assert await store.get("a") is None
+    assert await store.search("s1", unit(1), k=1) == []
+
+
+async def test_entries_expire(backend: tuple[VectorStore, Advance]) -> None:
+    store, advance = backend
+    await store.put(entry("a"), unit(1), ttl_seconds=1)
+    await advance(1.6)
+    assert await store.get("a") is None
+    assert await store.search("s1", unit(1), k=1) == []
+
+
+async def test_ping_reports_entries(backend: tuple[VectorStore, Advance]) -> None:
+    store, _ = backend
+    await store.put(entry("a"), unit(1), 100)
+    state = await store.ping()
+    assert state["entries"] == 1
+
+
+# Redis only: what a real server adds (concurrency, partial writes, outages).
+
+
+@pytest.fixture
+async def rstore(redis_url: str, key_prefix: str) -> AsyncIterator[RedisStore]:
+    client = redis_store.connect(redis_url, timeout_s=2, connect_timeout_s=2)
+    store = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM)
+    await store.ensure_index()
+    yield store
+    await client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
+    await store.close()
+
+
+async def test_concurrent_writers_leave_one_consistent_entry(redis_url: str, key_prefix: str) -> None:
+    clients = [redis_store.connect(redis_url, timeout_s=2, connect_timeout_s=2) for _ in range(8)]
+    stores = [RedisStore(c, prefix=key_prefix, embedder_id="test-embedder", dim=DIM) for c in clients]
+    await stores[0].ensure_index()
+    writes = [
+        stores[i % 8].put(entry("same", query=f"q{i}", response=f"r{i}"), unit(1, i), 100) for i in range(64)
+    ]
+    await asyncio.gather(*writes)
+    got = await stores[0].get("same")
+    assert got is not None
+    assert got.response == "r" + got.query.removeprefix("q"), "fields of different writes were mixed"
+    await clients[0].execute_command("FT.DROPINDEX", stores[0].index_name, "DD")  # type: ignore[no-untyped-call]
+    for s in stores:
+        await s.close()
+
+
+async def test_a_half_written_entry_is_never_served(rstore: RedisStore) -> None:
+    client = rstore._client
+    await client.hset(rstore.key("half"), mapping={"v": "1", "scope": "s1", "vec": unit(1).tobytes()})
+    assert await rstore.get("half") is None
+    assert await rstore.search("s1", unit(1), k=3) == []
+
+
+async def test_an_unreachable_server_raises_store_error_quickly() -> None:
+    client = redis_store.connect("redis://127.0.0.1:1/0", timeout_s=0.2, connect_timeout_s=0.2)
+    store = RedisStore(client, prefix="x:", embedder_id="e", dim=DIM)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(StoreError):
+        await store.get("a")
+    with pytest.raises(StoreError):
+        await store.search("s1", unit(1), k=1)
+    assert loop.time() - started < 2
+    await store.close()
+
+
+async def test_index_is_recreated_after_the_server_lost_it(rstore: RedisStore) -> None:
+    client = rstore._client
+    await client.execute_command("FT.DROPINDEX", rstore.index_name)  # type: ignore[no-untyped-call]
+    with pytest.raises(StoreError):
+        await rstore.search("s1", unit(1), k=1)
+    assert await rstore.search("s1", unit(1), k=1) == []
+    await rstore.put(entry("a"), unit(1), 100)
+    assert [m.entry.id for m in await rstore.search("s1", unit(1), k=1)] == ["a"]

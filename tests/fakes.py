@@ -1,0 +1,62 @@
+"""In-memory fakes of the core's ports, for unit tests."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from semcache.core.errors import EmbedderError, UpstreamError
+from semcache.core.models import Completion, Prompt, Usage
+
+WORD = re.compile(r"[a-z0-9]+")
+
+
+class BagOfWordsEmbedder:
+    """Hashes words into 64 buckets: texts sharing most words are similar, which is all the policy needs."""
+
+    id = "bag-of-words@1"
+    dim = 64
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.fail = False
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        if self.fail:
+            raise EmbedderError("embedder down")
+        self.calls.extend(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in WORD.findall(text.lower()):
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+            norm = np.linalg.norm(out[row])
+            if norm:
+                out[row] /= norm
+        return out
+
+
+class ScriptedLLM:
+    """Answers "answer to <text>"; records prompts; can be told to fail or to answer incompletely."""
+
+    def __init__(self) -> None:
+        self.prompts: list[Prompt] = []
+        self.error: UpstreamError | None = None
+        self.completed = True
+        self.reply: str | None = None
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        self.prompts.append(prompt)
+        if self.error is not None:
+            raise self.error
+        text = prompt.text or ""
+        return Completion(
+            text=self.reply or f"answer to {text}",
+            model=prompt.model,
+            usage=Usage(len(text.split()), 3),
+            completed=self.completed,
+            finish_reason="stop" if self.completed else "length",
+        )

@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+import pytest
+
+from semcache.adapters.memory_store import MemoryStore
+from semcache.core.errors import StoreError, UpstreamError
+from semcache.core.models import CacheControl, CacheMode, Message, Prompt
+from semcache.core.service import CacheService, Policy
+from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FailingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def get(self, entry_id: str):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise StoreError("down")
+        return await super().get(entry_id)
+
+    async def put(self, entry, vector, ttl_seconds):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise StoreError("down")
+        await super().put(entry, vector, ttl_seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def embedder() -> BagOfWordsEmbedder:
+    return BagOfWordsEmbedder()
+
+
+@pytest.fixture
+def llm() -> ScriptedLLM:
+    return ScriptedLLM()
+
+
+@pytest.fixture
+def store(clock: Clock) -> FailingStore:
+    s = FailingStore()
+    s._clock = clock
+    return s
+
+
+@pytest.fixture
+def service(embedder: BagOfWordsEmbedder, store: FailingStore, llm: ScriptedLLM, clock: Clock) -> CacheService:
+    policy = Policy(ttl_seconds=60, min_similarity=0.8)
+    return CacheService(embedder=embedder, store=store, llm=llm, policy=policy, clock=clock)
+
+
+def ask(text: str, **kw: object) -> Prompt:
+    return Prompt(model=str(kw.pop("model", "m")), messages=(Message("user", text),), **kw)  # type: ignore[arg-type]
+
+
+async def test_miss_then_exact_hit_without_embedding(
+    service: CacheService, llm: ScriptedLLM, embedder: BagOfWordsEmbedder
+) -> None:
+    first = await service.answer(ask("how do I reset my password"), tenant="t")
+    assert first.cache.status == "miss"
+    assert first.cache.ttl_seconds == 60
+    embedded = len(embedder.calls)
+
+    again = await service.answer(ask("how  do I reset my password "), tenant="t")
+    assert (again.cache.status, again.cache.tier) == ("hit", "exact")
+    assert again.text == first.text
+    assert again.cache.entry_id == first.cache.entry_id
+    assert again.usage.total_tokens == 0
+    assert len(llm.prompts) == 1
+    assert len(embedder.calls) == embedded, "an exact hit must not compute an embedding"
+
+
+async def test_semantic_hit_above_threshold_only(service: CacheService, llm: ScriptedLLM) -> None:
+    await service.answer(ask("how do I reset my gmail password"), tenant="t")
+    near = await service.answer(ask("how do I reset my gmail password please"), tenant="t")
+    assert (near.cache.status, near.cache.tier) == ("hit", "semantic")
+    assert near.cache.similarity is not None and near.cache.similarity >= 0.8
+    assert near.cache.matched_query == "how do I reset my gmail password"
+
+    far = await service.answer(ask("what is the weather in paris"), tenant="t")
+    assert far.cache.status == "miss"
+    assert len(llm.prompts) == 2
+
+
+async def test_per_request_threshold_overrides_the_default(service: CacheService) -> None:
+    await service.answer(ask("how do I reset my gmail password"), tenant="t")
+    strict = CacheControl(min_similarity=0.999)
+    near = await service.answer(ask("how do I reset my gmail password please"), strict, tenant="t")
+    assert near.cache.status == "miss"
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"model": "other-model"},
+        {"instructions": "answer in French"},
+        {"options": {"temperature": 0.0}},
+    ],
+)
+async def test_a_different_scope_never_hits(service: CacheService, other: dict[str, object]) -> None:
+    await service.answer(ask("how do I reset my gmail password"), tenant="t")
+    answer = await service.answer(ask("how do I reset my gmail password", **other), tenant="t")
+    assert answer.cache.status == "miss"
+
+
+async def test_tenants_never_share_entries(service: CacheService) -> None:
+    await service.answer(ask("how do I reset my gmail password"), tenant="a")
+    answer = await service.answer(ask("how do I reset my gmail password"), tenant="b")
+    assert answer.cache.status == "miss"
+
+
+async def test_a_different_conversation_prefix_never_hits(service: CacheService) -> None:
+    def turn(prior: str) -> Prompt:
+        history = (Message("user", prior), Message("assistant", "ok"), Message("user", "which part is the brain?"))
+        return Prompt(model="m", messages=history)
+
+    await service.answer(turn("tell me about computers"), tenant="t")
+    assert (await service.answer(turn("tell me about the human body"), tenant="t")).cache.status == "miss"
+    assert (await service.answer(turn("tell me about computers"), tenant="t")).cache.tier == "exact"
+
+
+async def test_bypass_neither_reads_nor_writes(service: CacheService, llm: ScriptedLLM) -> None:
+    await service.answer(ask("q1"), tenant="t")
+    bypassed = await service.answer(ask("q1"), CacheControl(mode=CacheMode.BYPASS), tenant="t")
+    assert bypassed.cache.status == "bypass"
+    await service.answer(ask("q2"), CacheControl(mode=CacheMode.BYPASS), tenant="t")
+    assert (await service.answer(ask("q2"), tenant="t")).cache.status == "miss"
+    assert len(llm.prompts) == 4
+
+
+async def test_refresh_skips_the_read_and_overwrites(service: CacheService, llm: ScriptedLLM) -> None:
+    first = await service.answer(ask("q1"), tenant="t")
+    llm.reply = "fresh answer"
+    refreshed = await service.answer(ask("q1"), CacheControl(mode=CacheMode.REFRESH), tenant="t")
+    assert refreshed.cache.status == "miss"
+    assert refreshed.cache.entry_id == first.cache.entry_id
+    assert len(llm.prompts) == 2
+    served = await service.answer(ask("q1"), tenant="t")
+    assert (served.cache.tier, served.text) == ("exact", "fresh answer")
+
+
+async def test_entries_expire_after_their_ttl(service: CacheService, clock: Clock) -> None:
+    await service.answer(ask("q1"), CacheControl(ttl_seconds=5), tenant="t")
+    clock.now += 4
+    hit = await service.answer(ask("q1"), tenant="t")
+    assert hit.cache.status == "hit"
+    assert hit.cache.ttl_seconds == 1
+    clock.now += 2
+    assert (await service.answer(ask("q1"), tenant="t")).cache.status == "miss"
+
+
+async def test_incomplete_answers_are_returned_but_not_stored(service: CacheService, llm: ScriptedLLM) -> None:
+    llm.completed = False
+    first = await service.answer(ask("q1"), tenant="t")
+    assert first.cache.status == "miss"
+    assert first.cache.entry_id is None
+    assert first.text == "answer to q1"
+    llm.completed = True
+    assert (await service.answer(ask("q1"), tenant="t")).cache.status == "miss"
+
+
+async def test_upstream_errors_propagate_and_store_nothing(
+    service: CacheService, llm: ScriptedLLM, store: FailingStore
+) -> None:
+    llm.error = UpstreamError("boom", status=500)
+    with pytest.raises(UpstreamError):
+        await service.answer(ask("q1"), tenant="t")
+    assert (await store.ping())["entries"] == 0
+
+
+async def test_store_down_answers_from_the_llm(service: CacheService, store: FailingStore, llm: ScriptedLLM) -> None:
+    store.down = True
+    answer = await service.answer(ask("q1"), tenant="t")
+    assert answer.cache.status == "bypass"
+    assert answer.text == "answer to q1"
+    store.down = False
+    assert (await service.answer(ask("q1"), tenant="t")).cache.status == "miss"
+    assert (await service.answer(ask("q1"), tenant="t")).cache.status == "hit"
+
+
+async def test_embedder_failure_answers_from_the_llm(service: CacheService, embedder: BagOfWordsEmbedder) -> None:
+    embedder.fail = True
+    answer = await service.answer(ask("q1"), tenant="t")
+    assert answer.cache.status == "bypass"
+    assert answer.text == "answer to q1"
+
+
+async def test_requests_depending_on_server_state_bypass(service: CacheService, llm: ScriptedLLM) -> None:
+    p = ask("q1", uncacheable="depends on server-side state (previous_response_id)")
+    assert (await service.answer(p, tenant="t")).cache.status == "bypass"
+    assert (await service.answer(p, tenant="t")).cache.status == "bypass"
+    assert len(llm.prompts) == 2
+
+
+async def test_last_turn_not_plain_user_text_bypasses(service: CacheService) -> None:
+    image = Prompt(model="m", messages=(Message("user", ({"type": "input_image", "image_url": "x"},)),))
+    assert (await service.answer(image, tenant="t")).cache.status == "bypass"
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"min_similarity": 0.0}, "cosine similarity"),
+        ({"min_similarity": 1.5}, "cosine similarity"),
+        ({"ttl_seconds": 0}, "ttl_seconds"),
+    ],
+)
+def test_policy_rejects_nonsense(kw: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Policy(**kw)  # type: ignore[arg-type]
