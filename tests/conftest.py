@@ -138,6 +138,8 @@ class FakeOpenAI:
 
     def close(self) -> None:
         stop(self._proc)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
 
 
 @pytest.fixture(scope="session")

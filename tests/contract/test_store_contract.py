@@ -29,9 +29,7 @@ def unit(*values: float) -> Vector:
 
 
 def entry(eid: str, scope: str = "s1", response: str = "r", query: str = "q") -> Entry:
-    return Entry(
-        id=eid, scope=scope, query=query, response=response, model="m", usage=Usage(3, 4), created_at=1234.5
-    )
+    return Entry(id=eid, scope=scope, query=query, response=response, model="m", usage=Usage(3, 4), created_at=1234.5)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -64,7 +62,8 @@ async def test_put_then_get(backend: tuple[VectorStore, Advance]) -> None:
     got = await store.get("a")
     assert got is not None
     assert replace(got, ttl_seconds=None) == entry("a")
-    assert got.ttl_seconds is not None and 98 <= got.ttl_seconds <= 100
+    assert got.ttl_seconds is not None
+    assert 98 <= got.ttl_seconds <= 100
     assert await store.get("missing") is None
 
 
@@ -87,7 +86,8 @@ async def test_put_replaces_the_entry_with_the_same_id(backend: tuple[VectorStor
     await store.put(entry("a", response="old"), unit(1), 100)
     await store.put(entry("a", response="new"), unit(0, 1), 100)
     got = await store.get("a")
-    assert got is not None and got.response == "new"
+    assert got is not None
+    assert got.response == "new"
     matches = await store.search("s1", unit(0, 1), k=5)
     assert [(m.entry.id, m.entry.response) for m in matches] == [("a", "new")]
     assert matches[0].similarity == pytest.approx(1.0, abs=1e-5)
@@ -134,9 +134,7 @@ async def test_concurrent_writers_leave_one_consistent_entry(redis_url: str, key
     clients = [redis_store.connect(redis_url, timeout_s=2, connect_timeout_s=2) for _ in range(8)]
     stores = [RedisStore(c, prefix=key_prefix, embedder_id="test-embedder", dim=DIM) for c in clients]
     await stores[0].ensure_index()
-    writes = [
-        stores[i % 8].put(entry("same", query=f"q{i}", response=f"r{i}"), unit(1, i), 100) for i in range(64)
-    ]
+    writes = [stores[i % 8].put(entry("same", query=f"q{i}", response=f"r{i}"), unit(1, i), 100) for i in range(64)]
     await asyncio.gather(*writes)
     got = await stores[0].get("same")
     assert got is not None
@@ -169,8 +167,6 @@ async def test_an_unreachable_server_raises_store_error_quickly() -> None:
 async def test_index_is_recreated_after_the_server_lost_it(rstore: RedisStore) -> None:
     client = rstore._client
     await client.execute_command("FT.DROPINDEX", rstore.index_name)  # type: ignore[no-untyped-call]
-    with pytest.raises(StoreError):
-        await rstore.search("s1", unit(1), k=1)
     assert await rstore.search("s1", unit(1), k=1) == []
     await rstore.put(entry("a"), unit(1), 100)
     assert [m.entry.id for m in await rstore.search("s1", unit(1), k=1)] == ["a"]

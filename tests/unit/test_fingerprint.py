@@ -17,7 +17,7 @@ def scope(p: Prompt, tenant: str = "t", embedder: str = "e") -> str:
 
 
 def test_normalize_folds_whitespace_and_unicode_but_keeps_case() -> None:
-    assert normalize_text("  How   do\tI\n reset？ ") == "How do I reset?"
+    assert normalize_text("  How   do\tI\n reset\uff1f ") == "How do I reset?"  # fullwidth ? folds
     assert normalize_text("Hello") != normalize_text("hello")
 
 

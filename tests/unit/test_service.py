@@ -88,7 +88,8 @@ async def test_semantic_hit_above_threshold_only(service: CacheService, llm: Scr
     await service.answer(ask("how do I reset my gmail password"), tenant="t")
     near = await service.answer(ask("how do I reset my gmail password please"), tenant="t")
     assert (near.cache.status, near.cache.tier) == ("hit", "semantic")
-    assert near.cache.similarity is not None and near.cache.similarity >= 0.8
+    assert near.cache.similarity is not None
+    assert near.cache.similarity >= 0.8
     assert near.cache.matched_query == "how do I reset my gmail password"
 
     far = await service.answer(ask("what is the weather in paris"), tenant="t")

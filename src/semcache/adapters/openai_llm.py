@@ -41,6 +41,8 @@ class OpenAILLM:
             ) from exc
         except openai.APIError as exc:
             raise UpstreamError(f"the LLM call failed: {exc.message}") from exc
+        except ValueError as exc:  # the SDK could not decode the body (not JSON)
+            raise UpstreamError(f"the LLM's answer was malformed: {exc}") from exc
         try:
             return _completion(response, prompt.model)
         except (AttributeError, TypeError, ValueError) as exc:

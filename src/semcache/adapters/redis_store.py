@@ -101,15 +101,17 @@ class RedisStore:
         if not self._index_ready:  # Redis was down at start: create the index as soon as it is back
             await self.ensure_index()
         blob = np.asarray(vector, dtype=np.float32).tobytes()
+        query = f"(@scope:{{{scope}}})=>[KNN {k} @vec $v AS dist]"
+        args = ("PARAMS", "2", "v", blob, "RETURN", "1", "dist", "LIMIT", "0", str(k), "DIALECT", "2")
         async with _translated("FT.SEARCH"):
             try:
-                reply = await self._client.execute_command(  # type: ignore[no-untyped-call]
-                    "FT.SEARCH", self.index_name, f"(@scope:{{{scope}}})=>[KNN {k} @vec $v AS dist]",
-                    "PARAMS", "2", "v", blob, "RETURN", "1", "dist", "LIMIT", "0", str(k), "DIALECT", "2",
-                )  # fmt: skip
-            except ResponseError:
-                self._index_ready = False  # e.g. the server restarted empty: recreate the index next time
-                raise
+                reply = await self._client.execute_command("FT.SEARCH", self.index_name, query, *args)  # type: ignore[no-untyped-call]
+            except ResponseError as exc:
+                if not _is_missing_index(exc):
+                    raise
+                # The server restarted empty or the index was dropped: recreate it, then ask again.
+                await self._create_index()
+                reply = await self._client.execute_command("FT.SEARCH", self.index_name, query, *args)  # type: ignore[no-untyped-call]
             hits = _parse_knn(reply)
             if not hits:
                 return []
@@ -173,6 +175,11 @@ class RedisStore:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
+
+
+def _is_missing_index(exc: ResponseError) -> bool:
+    message = str(exc).lower()
+    return "index" in message and ("no such" in message or "unknown" in message or "not found" in message)
 
 
 def _parse_knn(reply: list[object]) -> list[tuple[str, float]]:

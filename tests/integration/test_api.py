@@ -1,0 +1,239 @@
+"""The service end to end: real HTTP, real Redis Stack, real embedder, the fake OpenAI server behind it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import FakeOpenAI
+from tests.integration.conftest import ApiServer
+
+
+def query(http: httpx.Client, text: str, **body: Any) -> httpx.Response:
+    return http.post("/api/query", json={"query": text, **body})
+
+
+def test_health_reports_store_and_embedder(http: httpx.Client) -> None:
+    body = http.get("/").json()
+    assert body["status"] == "ok"
+    assert body["store"]["ok"] is True
+    assert body["embedder"]["dim"] == 384
+    assert body["embedder"]["id"].startswith("all-MiniLM-L6-v2-int8@")
+
+
+def test_same_question_twice_is_a_miss_then_an_exact_hit(
+    http: httpx.Client, fake_openai: FakeOpenAI, unique: str
+) -> None:
+    calls = fake_openai.calls()
+    q = f"How do I reset my password for account {unique}?"
+    first = query(http, q)
+    assert first.status_code == 200
+    assert first.headers["x-semcache"] == "miss"
+    assert first.json()["response"] == f"[offline answer] {q}"
+    assert first.json()["usage"]["total_tokens"] > 0
+
+    second = query(http, q)
+    assert second.headers["x-semcache"] == "hit"
+    assert second.headers["x-semcache-tier"] == "exact"
+    assert second.headers["x-semcache-entry"] == first.headers["x-semcache-entry"]
+    body = second.json()
+    assert body["response"] == first.json()["response"]
+    assert body["cache"]["matched_query"] == q
+    assert body["usage"]["total_tokens"] == 0
+    assert 0 < body["cache"]["ttl_seconds"] <= 7 * 86400
+    assert fake_openai.calls() == calls + 1
+
+
+def test_a_paraphrase_is_a_semantic_hit(http: httpx.Client, fake_openai: FakeOpenAI) -> None:
+    original = "How do I reset my Gmail password?"
+    query(http, original, cache={"mode": "refresh"})
+    calls = fake_openai.calls()
+    para = query(http, "What's the way to change my Gmail password?")
+    assert para.headers["x-semcache"] == "hit"
+    assert para.headers["x-semcache-tier"] == "semantic"
+    body = para.json()
+    assert body["cache"]["matched_query"] == original
+    assert body["response"] == f"[offline answer] {original}"
+    assert 0.85 <= body["cache"]["similarity"] < 1
+    assert fake_openai.calls() == calls
+
+
+@pytest.mark.parametrize(
+    "change", [{"model": "gpt-other"}, {"instructions": "Answer in French."}, {"temperature": 0.0}]
+)
+def test_a_different_model_instructions_or_sampling_never_hit(
+    http: httpx.Client, unique: str, change: dict[str, Any]
+) -> None:
+    q = f"What is the boiling point of water {unique}?"
+    query(http, q)
+    other = query(http, q, **change)
+    assert other.headers["x-semcache"] == "miss"
+    assert query(http, q, **change).headers["x-semcache-tier"] == "exact"
+
+
+def test_cache_modes(http: httpx.Client, fake_openai: FakeOpenAI, unique: str) -> None:
+    q = f"Name a prime number bigger than {unique}"
+    assert query(http, q, cache={"mode": "bypass"}).headers["x-semcache"] == "bypass"
+    assert query(http, q).headers["x-semcache"] == "miss", "bypass must not write"
+    assert query(http, q, cache={"mode": "bypass"}).headers["x-semcache"] == "bypass"
+    refreshed = query(http, q, cache={"mode": "refresh", "ttl_seconds": 60})
+    assert refreshed.headers["x-semcache"] == "miss"
+    assert refreshed.json()["cache"]["ttl_seconds"] == 60
+    hit = query(http, q)
+    assert hit.headers["x-semcache-tier"] == "exact"
+    assert 0 < hit.json()["cache"]["ttl_seconds"] <= 60
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"query": ""}, "query"),
+        ({"quer": "typo"}, "query"),
+        ({"query": "x", "temperature": 9}, "temperature"),
+        ({"query": "x", "cache": {"mode": "sometimes"}}, "cache.mode"),
+        ({"query": "x", "cache": {"min_similarity": 0}}, "cache.min_similarity"),
+        ({"query": "x", "cache": {"ttl_seconds": -1}}, "cache.ttl_seconds"),
+    ],
+)
+def test_bad_input_is_a_clear_422(http: httpx.Client, body: dict[str, Any], param: str) -> None:
+    response = http.post("/api/query", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert param in error["message"]
+
+
+def test_a_body_that_is_not_json_is_a_422(http: httpx.Client) -> None:
+    response = http.post("/api/query", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("marker", "status", "upstream"), [("status=429", 502, 429), ("status=500", 502, 500), ("malformed", 502, None)]
+)
+def test_upstream_failures_are_clear_json_and_cache_nothing(
+    http: httpx.Client, unique: str, marker: str, status: int, upstream: int | None
+) -> None:
+    q = f"[fake:{marker}] question {unique}"
+    response = query(http, q)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["type"] == "upstream_error"
+    assert error["upstream_status"] == upstream
+    if upstream is not None:
+        assert f"fake upstream error {upstream}" in error["message"]
+    assert query(http, q).status_code == status, "a failed call must not have been cached"
+
+
+def test_upstream_timeout_is_a_504(http: httpx.Client, unique: str) -> None:
+    response = query(http, f"[fake:delay=3] slow question {unique}")
+    assert response.status_code == 504
+    assert response.json()["error"]["type"] == "upstream_timeout"
+
+
+@pytest.mark.parametrize("marker", ["incomplete", "refusal"])
+def test_incomplete_or_refused_answers_are_returned_not_stored(
+    http: httpx.Client, fake_openai: FakeOpenAI, unique: str, marker: str
+) -> None:
+    q = f"[fake:{marker}] tell me a story about {unique}"
+    first = query(http, q)
+    assert first.status_code == 200
+    assert first.json()["cache"]["status"] == "miss"
+    assert first.json()["cache"]["entry_id"] is None
+    calls = fake_openai.calls()
+    assert query(http, q).json()["cache"]["status"] == "miss"
+    assert fake_openai.calls() == calls + 1
+
+
+# The OpenAI-compatible routes, driven by the official SDK.
+
+
+@pytest.fixture
+def sdk(api: ApiServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{api.url}/v1", api_key="sk-anything", max_retries=0)
+
+
+def test_sdk_responses_route(sdk: openai.OpenAI, unique: str) -> None:
+    q = f"What is the capital of France {unique}?"
+    first = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q)
+    assert first.headers["x-semcache"] == "miss"
+    assert first.parse().output_text == f"[offline answer] {q}"
+    second = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q)
+    assert second.headers["x-semcache"] == "hit"
+    parsed = second.parse()
+    assert parsed.output_text == f"[offline answer] {q}"
+    assert parsed.status == "completed"
+    assert parsed.model == "gpt-4.1-mini"
+    other = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, instructions="Be terse.")
+    assert other.headers["x-semcache"] == "miss"
+
+
+def test_sdk_responses_input_list_is_scoped_by_earlier_turns(sdk: openai.OpenAI, unique: str) -> None:
+    def ask(topic: str) -> str:
+        raw = sdk.responses.with_raw_response.create(
+            model="gpt-4.1-mini",
+            input=[
+                {"role": "user", "content": f"Tell me about {topic} {unique}"},
+                {"role": "assistant", "content": "Sure."},
+                {"role": "user", "content": "Which part is often called the brain?"},
+            ],
+        )
+        return raw.headers["x-semcache"]
+
+    assert ask("computers") == "miss"
+    assert ask("the human body") == "miss"
+    assert ask("computers") == "hit"
+
+
+def test_sdk_chat_completions_route(sdk: openai.OpenAI, unique: str) -> None:
+    messages: list[Any] = [{"role": "user", "content": f"Why is the sky blue {unique}?"}]
+    first = sdk.chat.completions.with_raw_response.create(model="gpt-4.1-mini", messages=messages)
+    assert first.headers["x-semcache"] == "miss"
+    completion = first.parse()
+    assert completion.choices[0].message.content == f"[offline answer] Why is the sky blue {unique}?"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None
+    assert completion.usage.total_tokens > 0
+    second = sdk.chat.completions.with_raw_response.create(model="gpt-4.1-mini", messages=messages)
+    assert second.headers["x-semcache"] == "hit"
+    assert second.parse().choices[0].message.content == completion.choices[0].message.content
+    with_system = [{"role": "system", "content": "You are a pirate."}, *messages]
+    third = sdk.chat.completions.with_raw_response.create(model="gpt-4.1-mini", messages=with_system)
+    assert third.headers["x-semcache"] == "miss"
+
+
+def test_sdk_cache_control_headers(sdk: openai.OpenAI, unique: str) -> None:
+    q = f"Count to three {unique}"
+    sdk.responses.create(model="gpt-4.1-mini", input=q)
+    raw = sdk.responses.with_raw_response.create(
+        model="gpt-4.1-mini", input=q, extra_headers={"x-semcache-mode": "bypass"}
+    )
+    assert raw.headers["x-semcache"] == "bypass"
+    with pytest.raises(openai.BadRequestError, match="x-semcache-mode"):
+        sdk.responses.create(model="gpt-4.1-mini", input=q, extra_headers={"x-semcache-mode": "maybe"})
+
+
+def test_sdk_state_dependent_requests_bypass(sdk: openai.OpenAI, unique: str) -> None:
+    for _ in range(2):
+        raw = sdk.responses.with_raw_response.create(
+            model="gpt-4.1-mini", input=f"And then {unique}?", previous_response_id="resp_123"
+        )
+        assert raw.headers["x-semcache"] == "bypass"
+
+
+def test_sdk_unsupported_requests_are_clear_400s(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="stop"):
+        sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stop=["x"])
+    with pytest.raises(openai.BadRequestError, match="stream"):
+        sdk.responses.create(model="m", input="hi", stream=True)
+
+
+def test_sdk_sees_upstream_errors(sdk: openai.OpenAI, unique: str) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk.responses.create(model="m", input=f"[fake:status=429] {unique}")
+    assert info.value.status_code == 502
+    assert "429" in str(info.value)

@@ -1,0 +1,65 @@
+"""Never worse than no cache: with Redis stopped, requests are answered by the LLM; when it returns, caching resumes."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import FakeOpenAI, RedisServer, free_port
+from tests.integration.conftest import ApiServer
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_redis_down_at_start_then_back(model_dir: Path, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    redis = RedisServer(port, tmp_path)
+    api = ApiServer(redis_url=redis.url, model_dir=model_dir, openai_base_url=fake_openai.base_url)
+    try:
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            assert http.get("/").json()["status"] == "degraded"
+            down = http.post("/api/query", json={"query": "Is Redis up yet?"})
+            assert down.status_code == 200
+            assert down.headers["x-semcache"] == "bypass"
+            assert down.json()["response"] == "[offline answer] Is Redis up yet?"
+
+            redis.start()
+            assert http.post("/api/query", json={"query": "Is Redis up yet?"}).headers["x-semcache"] == "miss"
+            assert http.post("/api/query", json={"query": "Is Redis up yet?"}).headers["x-semcache"] == "hit"
+    finally:
+        api.close()
+        redis.stop()
+
+
+def test_redis_dies_mid_traffic_and_comes_back(
+    own_redis: RedisServer, model_dir: Path, fake_openai: FakeOpenAI
+) -> None:
+    api = ApiServer(redis_url=own_redis.url, model_dir=model_dir, openai_base_url=fake_openai.base_url)
+    try:
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            q = {"query": "What is the tallest mountain?"}
+            assert http.post("/api/query", json=q).headers["x-semcache"] == "miss"
+            assert http.post("/api/query", json=q).headers["x-semcache"] == "hit"
+
+            own_redis.stop()
+            statuses = [http.post("/api/query", json=q) for _ in range(5)]
+            assert all(r.status_code == 200 for r in statuses)
+            assert {r.headers["x-semcache"] for r in statuses} == {"bypass"}
+
+            own_redis.start()  # without AOF in tests: it comes back empty, index included
+            assert http.post("/api/query", json=q).headers["x-semcache"] == "miss"
+            assert http.post("/api/query", json=q).headers["x-semcache"] == "hit"
+    finally:
+        api.close()
