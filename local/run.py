@@ -4,7 +4,7 @@
 - a Redis Stack server: SEMCACHE_REDIS_URL if set; else docker compose's `redis` where a Docker engine runs;
   else the bundled server (local/redis_stack.py), data kept in .local/redis-data across restarts;
 - OpenAI: OPENAI_API_KEY (and OPENAI_BASE_URL) if set; else the local stand-in (local/fake_openai.py);
-- the API on 127.0.0.1:$PORT (default 8000).
+- the API on $HOST:$PORT (default 127.0.0.1:8000).
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def main() -> None:
                 proc.kill()
 
     atexit.register(stop_children)
-    os.environ["SEMCACHE_MODEL_DIR"] = str(ensure_models(ROOT / ".local" / "models"))
+    model_dir = Path(os.environ.get("SEMCACHE_MODEL_DIR") or ROOT / ".local" / "models")
+    os.environ["SEMCACHE_MODEL_DIR"] = str(ensure_models(model_dir.resolve()))
     os.environ["SEMCACHE_REDIS_URL"] = start_redis(children)
     if not os.environ.get("OPENAI_API_KEY"):
         base_url = start_fake_openai(children)
@@ -115,13 +116,10 @@ def main() -> None:
         say(f"no OPENAI_API_KEY: misses are answered by the local stand-in at {base_url} (answers quote the question)")
     from semcache.cli import main as semcache_main
 
-    port = os.environ.get("PORT", "8000")
-    say(
-        f'serving on http://127.0.0.1:{port}  (try: curl -s localhost:{port}/api/query -d \'{{"query":"hi"}}\' '
-        "-H 'content-type: application/json')"
-    )
+    host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
+    say(f"serving on http://{host}:{port}  (examples: README.md)")
     try:
-        code = semcache_main(["serve", "--host", "127.0.0.1", "--port", port])
+        code = semcache_main(["serve", "--host", host, "--port", port])
     except KeyboardInterrupt:
         code = 0
     sys.exit(code)

