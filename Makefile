@@ -12,7 +12,9 @@ ifeq ($(UV),)
 UV := $(CURDIR)/.local/uv/bin/uv
 endif
 # Lambda runs Python 3.12: prefer it (PATH or pyenv), else whatever python3 is (>= 3.11).
-PY312 := $(shell command -v python3.12 2>/dev/null || ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1)
+# (A pyenv shim may exist yet fail to run, so each candidate is tried.)
+PY312 := $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12; do \
+	"$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
 export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
 
 .PHONY: run test lint typecheck pytest sync models redis clean
