@@ -17,6 +17,7 @@ from semcache.adapters.redis_store import RedisStore
 from semcache.core.errors import ConfigError, StoreError
 from semcache.core.service import CacheService, Policy
 from semcache.http.app import create_app as create_http_app
+from semcache.metrics import Metrics, Prices
 from semcache.settings import Settings
 
 log = logging.getLogger("semcache")
@@ -62,6 +63,11 @@ def build(settings: Settings) -> Components:
             "OPENAI_API_KEY is not set: set it (and OPENAI_BASE_URL for a compatible server), "
             "or use `make run`, which starts a local stand-in when no key is set"
         )
+    for name in ("model.onnx", "tokenizer.json"):
+        if not (settings.model_dir / name).is_file():
+            raise ConfigError(
+                f"SEMCACHE_MODEL_DIR: {settings.model_dir / name} not found (`make models` fetches the embedder files)"
+            )
     embedder = OnnxEmbedder(
         settings.model_dir / "model.onnx",
         settings.model_dir / "tokenizer.json",
@@ -95,13 +101,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app_for(components)
 
 
-def app_for(components: Components) -> FastAPI:
-    """The FastAPI app over built components; the lifespan starts and closes them."""
+def app_for(components: Components, *, lifespan: bool = True) -> FastAPI:
+    """The FastAPI app over built components; with lifespan, start-up and shut-down start and close them."""
     s = components.settings
+    metrics = Metrics(
+        prices=Prices(s.price_input_usd_per_mtok, s.price_output_usd_per_mtok),
+        emf_namespace=s.metrics_namespace if s.metrics_emf else None,
+    )
     return create_http_app(
         components.service,
         default_model=s.default_model,
         max_query_chars=s.max_query_chars,
-        on_startup=components.start,
-        on_shutdown=components.close,
+        metrics=metrics,
+        on_startup=components.start if lifespan else None,
+        on_shutdown=components.close if lifespan else None,
     )

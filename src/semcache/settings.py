@@ -43,6 +43,19 @@ class Settings(BaseSettings):
     )
     max_query_chars: int = Field(32_000, ge=1, description="longest prompt text accepted")
 
+    redis_url_secret_arn: str | None = Field(
+        None, description="read the Redis URL from this Secrets Manager secret (or ssm:/parameter/name)"
+    )
+    openai_api_key_secret_arn: str | None = Field(
+        None, description="read the OpenAI key from this Secrets Manager secret (or ssm:/parameter/name)"
+    )
+    secrets_cache_ttl_s: float = Field(300, ge=0, le=86400, description="how long a secret read is reused")
+
+    metrics_emf: bool = Field(False, description="write one CloudWatch EMF line per request to stdout")
+    metrics_namespace: str = Field("semcache", min_length=1)
+    price_input_usd_per_mtok: float = Field(0.40, ge=0, description="to estimate dollars saved")
+    price_output_usd_per_mtok: float = Field(1.60, ge=0, description="to estimate dollars saved")
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:

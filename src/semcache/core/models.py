@@ -140,3 +140,9 @@ class Answer:
     cache: CacheInfo
     completion: Completion | None = None
     """The upstream completion when the LLM was called (None on a hit)."""
+    saved_usage: Usage | None = None
+    """On a hit, the tokens the stored answer cost when it was first made: what this hit saved."""
+    lookup_ms: float | None = None
+    """Time spent in the cache (exact and semantic tiers), if it was consulted."""
+    llm_ms: float | None = None
+    """Time spent waiting for the LLM, if it was called."""

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,7 +17,6 @@ from semcache.core.models import (
     CacheControl,
     CacheInfo,
     CacheMode,
-    Completion,
     Entry,
     Prompt,
     Usage,
@@ -91,26 +90,29 @@ class CacheService:
         text = prompt.text
         bypass = _bypass_reason(prompt, control, text)
         if bypass is not None or text is None:
-            completion = await self._llm.complete(prompt)
-            return _from_llm(completion, CacheInfo(status="bypass", reason=bypass))
+            return await self._from_llm(prompt, CacheInfo(status="bypass", reason=bypass))
 
         normalized = normalize_text(text)
         scope = scope_fingerprint(prompt, tenant=tenant, embedder_id=self._embedder.id)
         eid = entry_id(scope, normalized)
         vector: Vector | None = None
+        lookup_ms: float | None = None
         if control.mode is CacheMode.USE:
+            started = time.perf_counter()
             try:
                 hit, vector = await self._lookup(scope, eid, normalized, control)
             except (StoreError, EmbedderError) as exc:
                 log.warning("cache lookup failed, answering from the LLM: %s", exc)
-                completion = await self._llm.complete(prompt)
-                return _from_llm(completion, CacheInfo(status="bypass", reason="cache unavailable"))
+                return await self._from_llm(prompt, CacheInfo(status="bypass", reason="cache unavailable"))
+            lookup_ms = (time.perf_counter() - started) * 1000
             if hit is not None:
-                return hit
+                return replace(hit, lookup_ms=lookup_ms)
 
-        completion = await self._llm.complete(prompt)
+        answer = await self._from_llm(prompt, CacheInfo(status="miss"), lookup_ms=lookup_ms)
+        completion = answer.completion
+        assert completion is not None
         if not completion.completed:
-            return _from_llm(completion, CacheInfo(status="miss", reason="incomplete answer not cached"))
+            return replace(answer, cache=CacheInfo(status="miss", reason="incomplete answer not cached"))
         ttl = control.ttl_seconds or self._policy.ttl_seconds
         entry = Entry(
             id=eid,
@@ -127,8 +129,21 @@ class CacheService:
             await self._store.put(entry, vector, ttl)
         except (StoreError, EmbedderError) as exc:
             log.warning("could not store the answer: %s", exc)
-            return _from_llm(completion, CacheInfo(status="miss", reason="answer not stored"))
-        return _from_llm(completion, CacheInfo(status="miss", entry_id=eid, ttl_seconds=ttl))
+            return replace(answer, cache=CacheInfo(status="miss", reason="answer not stored"))
+        return replace(answer, cache=CacheInfo(status="miss", entry_id=eid, ttl_seconds=ttl))
+
+    async def _from_llm(self, prompt: Prompt, info: CacheInfo, *, lookup_ms: float | None = None) -> Answer:
+        started = time.perf_counter()
+        completion = await self._llm.complete(prompt)
+        return Answer(
+            text=completion.text,
+            model=completion.model,
+            usage=completion.usage,
+            cache=info,
+            completion=completion,
+            lookup_ms=lookup_ms,
+            llm_ms=(time.perf_counter() - started) * 1000,
+        )
 
     async def _lookup(
         self, scope: str, eid: str, normalized: str, control: CacheControl
@@ -171,16 +186,6 @@ def _bypass_reason(prompt: Prompt, control: CacheControl, text: str | None) -> s
     return None
 
 
-def _from_llm(completion: Completion, info: CacheInfo) -> Answer:
-    return Answer(
-        text=completion.text,
-        model=completion.model,
-        usage=completion.usage,
-        cache=info,
-        completion=completion,
-    )
-
-
 def _from_entry(entry: Entry, *, tier: str, similarity: float | None) -> Answer:
     info = CacheInfo(
         status="hit",
@@ -190,4 +195,4 @@ def _from_entry(entry: Entry, *, tier: str, similarity: float | None) -> Answer:
         matched_query=entry.query,
         ttl_seconds=entry.ttl_seconds,
     )
-    return Answer(text=entry.response, model=entry.model, usage=Usage(), cache=info)
+    return Answer(text=entry.response, model=entry.model, usage=Usage(), cache=info, saved_usage=entry.usage)

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from semcache import __version__
-from semcache.core.errors import InvalidRequest, StoreError
+from semcache.core.errors import InvalidRequest, SemcacheError, StoreError
 from semcache.core.models import Answer, CacheControl, Message, Prompt
 from semcache.core.service import CacheService
 from semcache.http import errors
@@ -24,6 +24,7 @@ from semcache.http.openai_compat import (
     responses_prompt,
 )
 from semcache.http.schemas import QueryRequest, QueryResponse
+from semcache.metrics import Metrics
 
 DEFAULT_TENANT = "default"
 
@@ -44,6 +45,7 @@ def create_app(
     *,
     default_model: str,
     max_query_chars: int,
+    metrics: Metrics | None = None,
     on_startup: Callable[[], Awaitable[None]] | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
@@ -60,11 +62,19 @@ def create_app(
     app = FastAPI(title="semcache", version=__version__, lifespan=lifespan)
     errors.install(app)
 
-    async def answer(prompt: Prompt, control: CacheControl) -> Answer:
+    stats = metrics or Metrics()
+
+    async def answer(prompt: Prompt, control: CacheControl, route: str) -> Answer:
         text = prompt.text
-        if text is not None and len(text) > max_query_chars:
-            raise InvalidRequest(f"the prompt is longer than {max_query_chars} characters", param="query")
-        return await service.answer(prompt, control, tenant=DEFAULT_TENANT)
+        try:
+            if text is not None and len(text) > max_query_chars:
+                raise InvalidRequest(f"the prompt is longer than {max_query_chars} characters", param="query")
+            result = await service.answer(prompt, control, tenant=DEFAULT_TENANT)
+        except SemcacheError as exc:
+            stats.record_error(route=route, kind=type(exc).__name__)
+            raise
+        stats.record(result, route=route)
+        return result
 
     @app.get("/")
     async def health() -> dict[str, Any]:
@@ -81,6 +91,11 @@ def create_app(
             "embedder": embedder,
         }
 
+    @app.get("/v1/cache/stats")
+    async def cache_stats() -> dict[str, object]:
+        """Hits, misses, bypasses, hit rate, lookup and LLM latency percentiles, tokens and dollars saved."""
+        return stats.snapshot()
+
     @app.post("/api/query", response_model=QueryResponse)
     async def query(body: QueryRequest, response: Response) -> QueryResponse:
         """Answer a question from the cache or the LLM."""
@@ -95,7 +110,7 @@ def create_app(
             instructions=body.instructions,
             options={k: v for k, v in options.items() if v is not None},
         )
-        result = await answer(prompt, body.cache.to_control())
+        result = await answer(prompt, body.cache.to_control(), "/api/query")
         response.headers.update(cache_headers(result))
         return QueryResponse.of(result)
 
@@ -103,14 +118,14 @@ def create_app(
     async def responses(body: ResponsesRequest, request: Request) -> JSONResponse:
         """OpenAI's Responses API, cached."""
         prompt = responses_prompt(body, default_model=default_model)
-        result = await answer(prompt, cache_control(request.headers))
+        result = await answer(prompt, cache_control(request.headers), "/v1/responses")
         return JSONResponse(render_response(result, prompt), headers=cache_headers(result))
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse:
         """OpenAI's Chat Completions API (text subset), cached, answered through the Responses API."""
         prompt = chat_prompt(body, default_model=default_model)
-        result = await answer(prompt, cache_control(request.headers))
+        result = await answer(prompt, cache_control(request.headers), "/v1/chat/completions")
         return JSONResponse(render_chat(result), headers=cache_headers(result))
 
     return app

@@ -1,0 +1,184 @@
+"""The Lambda handler, driven with API Gateway event fixtures, on the real Redis Stack and the fake OpenAI server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from semcache.core.errors import ConfigError
+from semcache.serverless import LambdaEntry, build_handler
+from semcache.settings import Settings
+from tests.conftest import ROOT, FakeOpenAI
+
+EVENTS = ROOT / "tests" / "events"
+
+
+def event(name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    if body is not None:
+        document["body"] = json.dumps(body)
+    return document
+
+
+def settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "model_dir": ROOT / ".local" / "models",
+        "key_prefix": f"lambda{uuid.uuid4().hex[:8]}:",
+        "openai_api_key": "sk-test",
+        "metrics_emf": True,
+    }
+    return Settings(**{**base, **overrides})
+
+
+@pytest.fixture
+def entry(redis_url: str, model_dir: Path, fake_openai: FakeOpenAI) -> Iterator[LambdaEntry]:
+    handler = build_handler(settings(redis_url=redis_url, openai_base_url=fake_openai.base_url))
+    yield handler
+    handler.close()
+
+
+def emf_lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+
+
+@pytest.mark.parametrize("fixture", ["http_api_v2_query.json", "rest_v1_query.json"])
+def test_a_miss_then_a_hit_in_the_same_process(
+    entry: LambdaEntry, fixture: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    q = f"What is the speed of light {uuid.uuid4().hex[:6]}?"
+    first = entry(event(fixture, {"query": q}), None)
+    assert first["statusCode"] == 200, first
+    assert json.loads(first["body"])["cache"]["status"] == "miss"
+    assert first["headers"]["x-semcache"] == "miss"
+    redis_client = entry.components.redis
+    second = entry(event(fixture, {"query": q}), None)
+    assert json.loads(second["body"])["cache"]["tier"] == "exact"
+    assert second["headers"]["x-semcache"] == "hit"
+    assert entry.components.redis is redis_client, "warm invocations reuse the clients built at init"
+
+    metrics = emf_lines(capsys.readouterr().out)
+    assert [(m["status"], m["Hit"], m["Miss"]) for m in metrics] == [("miss", 0, 1), ("hit", 1, 0)]
+    assert metrics[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "semcache"
+    assert {"LookupLatency", "LLMLatency", "TokensSaved", "DollarsSaved"} <= {
+        m["Name"] for m in metrics[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    }
+    assert metrics[1]["TokensSaved"] > 0
+    assert "LLMLatency" not in metrics[1]
+    assert q not in json.dumps(metrics), "prompts are never written to the metric log"
+
+
+def test_health_and_bad_input_through_the_handler(entry: LambdaEntry) -> None:
+    health = entry(event("http_api_v2_health.json"), None)
+    assert health["statusCode"] == 200
+    assert json.loads(health["body"])["store"]["ok"] is True
+    bad = entry(event("http_api_v2_query.json", {"query": ""}), None)
+    assert bad["statusCode"] == 422
+    assert json.loads(bad["body"])["error"]["param"] == "query"
+
+
+def test_a_store_outage_is_answered_through_the_llm(model_dir: Path, fake_openai: FakeOpenAI) -> None:
+    handler = build_handler(
+        settings(redis_url="redis://127.0.0.1:1/0", openai_base_url=fake_openai.base_url, redis_timeout_s=0.1)
+    )
+    try:
+        reply = handler(event("http_api_v2_query.json", {"query": "Anyone home?"}), None)
+        assert reply["statusCode"] == 200
+        assert reply["headers"]["x-semcache"] == "bypass"
+        assert json.loads(reply["body"])["response"] == "[offline answer] Anyone home?"
+    finally:
+        handler.close()
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    with mock_aws():
+        yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_secrets_are_read_at_init(aws: None, redis_url: str, model_dir: Path, fake_openai: FakeOpenAI) -> None:
+    sm = boto3.client("secretsmanager")
+    redis_arn = sm.create_secret(Name="semcache/redis", SecretString=json.dumps({"url": redis_url}))["ARN"]
+    boto3.client("ssm").put_parameter(Name="/semcache/openai", Value="sk-from-ssm", Type="SecureString")
+    handler = build_handler(
+        settings(
+            redis_url="redis://unused:1/0",
+            openai_api_key=None,
+            redis_url_secret_arn=redis_arn,
+            openai_api_key_secret_arn="ssm:/semcache/openai",
+            openai_base_url=fake_openai.base_url,
+        )
+    )
+    try:
+        assert handler.components.settings.redis_url == redis_url
+        key = handler.components.settings.openai_api_key
+        assert key is not None
+        assert key.get_secret_value() == "sk-from-ssm"
+        reply = handler(event("http_api_v2_query.json", {"query": f"secret test {uuid.uuid4().hex}"}), None)
+        assert reply["headers"]["x-semcache"] == "miss"
+    finally:
+        handler.close()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"openai_api_key": None}, "OPENAI_API_KEY"),
+        (
+            {"redis_url_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope"},
+            "SEMCACHE_REDIS_URL_SECRET_ARN",
+        ),
+        ({"redis_url_secret_arn": "semcache/bad-url"}, "SEMCACHE_REDIS_URL_SECRET_ARN"),
+        ({"openai_api_key_secret_arn": "ssm:/missing"}, "SEMCACHE_OPENAI_API_KEY_SECRET_ARN"),
+        ({"model_dir": Path("/nonexistent")}, "SEMCACHE_MODEL_DIR"),
+    ],
+)
+def test_wrong_configuration_fails_at_init_naming_the_setting(aws: None, overrides: dict[str, Any], named: str) -> None:
+    boto3.client("secretsmanager").create_secret(Name="semcache/bad-url", SecretString="http://not-redis")
+    with pytest.raises(ConfigError, match=named):
+        build_handler(settings(**overrides))
+
+
+def test_settings_reject_a_bad_redis_url_naming_the_variable() -> None:
+    from semcache.bootstrap import load_settings
+
+    os.environ["SEMCACHE_REDIS_URL"] = "http://localhost:6379"
+    try:
+        with pytest.raises(ConfigError, match="SEMCACHE_REDIS_URL"):
+            load_settings()
+    finally:
+        del os.environ["SEMCACHE_REDIS_URL"]
+
+
+def test_the_real_handler_module_through_local_invoke(redis_url: str, model_dir: Path, fake_openai: FakeOpenAI) -> None:
+    env = {
+        **os.environ,
+        "SEMCACHE_REDIS_URL": redis_url,
+        "SEMCACHE_MODEL_DIR": str(model_dir),
+        "SEMCACHE_KEY_PREFIX": f"invoke{uuid.uuid4().hex[:8]}:",
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_BASE_URL": fake_openai.base_url,
+    }
+    ev = str(EVENTS / "http_api_v2_query.json")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "local" / "invoke.py"), ev, ev], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    replies = [json.loads(line) for line in out.splitlines() if line.startswith('{"statusCode"')]
+    assert [r["headers"]["x-semcache"] for r in replies] == ["miss", "hit"]
