@@ -17,12 +17,16 @@ PY312 := $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.pyenv
 	"$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
 export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
 
-.PHONY: run test lint typecheck pytest sync models redis clean
+.PHONY: run test lint typecheck pytest sync models redis clean sam-validate sam-build sam-check coldstart
+
+SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
+ARCH ?= arm64
+export SEMCACHE_UV := $(UV)
 
 run: sync ## serve on 127.0.0.1:$(PORT) with Redis Stack and, without OPENAI_API_KEY, a local OpenAI stand-in
 	$(UV) run --locked python local/run.py
 
-test: sync lint typecheck pytest ## every check and every test (starts its own Redis Stack and fake OpenAI)
+test: sync lint typecheck pytest sam-check ## every check and test (starts its own Redis Stack and fake OpenAI)
 
 lint: sync
 	$(UV) run --locked ruff check .
@@ -42,6 +46,25 @@ models: sync ## fetch and verify the embedder files into .local/models
 
 redis: sync ## run the bundled Redis Stack in the foreground (port $$REDIS_PORT, default 6379)
 	$(UV) run --locked python local/redis_stack.py serve
+
+sam-validate: sync ## lint the SAM template
+	$(SAM) validate --lint
+
+sam-build: sync ## build the function and the embedder layer for Lambda (ARCH=arm64|x86_64), no Docker needed
+	LAMBDA_ARCH=$(ARCH) $(SAM) build --build-in-source --parameter-overrides Architecture=$(ARCH)
+	$(UV) run --locked python infra/check_build.py
+
+# What CI checks: the template lints; the arm64 build (what we deploy) fits Lambda's size limit; an x86_64 build
+# (what this machine runs) loads and answers through the real handler with nothing else on its path.
+sam-check: sam-validate
+	LAMBDA_ARCH=arm64 $(SAM) build --build-in-source --parameter-overrides Architecture=arm64
+	$(UV) run --locked python infra/check_build.py
+	LAMBDA_ARCH=x86_64 $(SAM) build --build-in-source --build-dir .aws-sam/build-x86_64 \
+		--parameter-overrides Architecture=x86_64
+	$(UV) run --locked python infra/check_build.py --build-dir .aws-sam/build-x86_64 --smoke --python $(UV_PYTHON)
+
+coldstart: sync models ## benchmark: Lambda init (import the handler, build the service) in fresh processes
+	$(UV) run --locked python bench/coldstart.py
 
 $(CURDIR)/.local/uv/bin/uv:
 	python3 -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.local/uv uv
