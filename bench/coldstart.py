@@ -1,0 +1,103 @@
+"""Cold start of the Lambda handler: time to import it and build the service (embedder session, clients, index
+check), in fresh processes, as Lambda's init phase does. Prints each run and the medians, as JSON too.
+
+    python bench/coldstart.py [--runs 7]
+
+Needs the embedder files (make models). Starts its own Redis Stack (bundled) so init includes the real index
+check; OpenAI is not called during init, so no server is needed for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROBE = """
+import time
+t0 = time.perf_counter()
+import onnxruntime, tokenizers, numpy
+t1 = time.perf_counter()
+import fastapi, mangum, openai, redis, pydantic_settings
+t2 = time.perf_counter()
+from semcache.serverless import build_handler
+t3 = time.perf_counter()
+handler = build_handler()
+t4 = time.perf_counter()
+import json
+print("COLD " + json.dumps({"import_embedder_libs_ms": (t1 - t0) * 1e3, "import_web_libs_ms": (t2 - t1) * 1e3,
+      "import_semcache_ms": (t3 - t2) * 1e3, "build_ms": (t4 - t3) * 1e3, "init_ms": (t4 - t0) * 1e3}))
+handler.close()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--build-dir", type=Path, help="load a `sam build` output (x86_64) instead of the venv, as Lambda would"
+    )
+    parser.add_argument("--python", default=sys.executable, help="the interpreter for --build-dir (3.12)")
+    args = parser.parse_args()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "local/redis_stack.py"), "serve", "--port", str(port), "--no-aof",
+         "--data", str(ROOT / ".local/bench-redis")],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        env = {
+            **os.environ,
+            "SEMCACHE_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "SEMCACHE_MODEL_DIR": str(ROOT / ".local/models"),
+            "OPENAI_API_KEY": "sk-bench",
+            "SEMCACHE_METRICS_EMF": "true",
+        }
+        command = [sys.executable, "-c", PROBE]
+        if args.build_dir is not None:
+            build = args.build_dir.resolve()
+            env["PYTHONPATH"] = f"{build / 'CacheFunction'}{os.pathsep}{build / 'EmbedderLayer' / 'python'}"
+            env["SEMCACHE_MODEL_DIR"] = str(build / "EmbedderLayer" / "model")
+            command = [args.python, "-S", "-c", PROBE]  # -S: only the built folders, no site-packages
+        runs = []
+        for i in range(args.runs):
+            out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            (line,) = [x for x in out.stdout.splitlines() if x.startswith("COLD ")]
+            run = json.loads(line.removeprefix("COLD "))
+            runs.append(run)
+            print(f"run {i + 1}: " + "  ".join(f"{k} {v:7.1f}" for k, v in run.items()))
+        medians = {k: round(statistics.median(r[k] for r in runs), 1) for k in runs[0]}
+        print("median: " + "  ".join(f"{k} {v:7.1f}" for k, v in medians.items()))
+        source = str(args.build_dir) if args.build_dir else "venv"
+        summary = {"benchmark": "coldstart", "source": source, "runs": len(runs), "median": medians}
+        print(json.dumps({**summary, "target_init_ms": 1000}))
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
