@@ -56,6 +56,29 @@ def load_settings() -> Settings:
         raise ConfigError(f"invalid configuration: {problems}") from None
 
 
+def build_embedder(settings: Settings) -> OnnxEmbedder:
+    """The ONNX embedder from SEMCACHE_MODEL_DIR."""
+    for name in ("model.onnx", "tokenizer.json"):
+        if not (settings.model_dir / name).is_file():
+            raise ConfigError(
+                f"SEMCACHE_MODEL_DIR: {settings.model_dir / name} not found (`make models` fetches the embedder files)"
+            )
+    return OnnxEmbedder(
+        settings.model_dir / "model.onnx",
+        settings.model_dir / "tokenizer.json",
+        name=settings.embedder_name,
+        threads=settings.embed_threads,
+    )
+
+
+def build_store(settings: Settings, embedder: OnnxEmbedder) -> RedisStore:
+    """The Redis store for this embedder's vectors (no network I/O until first used)."""
+    redis = redis_store.connect(
+        settings.redis_url, timeout_s=settings.redis_timeout_s, connect_timeout_s=settings.redis_connect_timeout_s
+    )
+    return RedisStore(redis, prefix=settings.key_prefix, embedder_id=embedder.id, dim=embedder.dim)
+
+
 def build(settings: Settings) -> Components:
     """Build every collaborator explicitly from settings. No network I/O happens here."""
     if settings.openai_api_key is None:
@@ -63,23 +86,8 @@ def build(settings: Settings) -> Components:
             "OPENAI_API_KEY is not set: set it (and OPENAI_BASE_URL for a compatible server), "
             "or use `make run`, which starts a local stand-in when no key is set"
         )
-    for name in ("model.onnx", "tokenizer.json"):
-        if not (settings.model_dir / name).is_file():
-            raise ConfigError(
-                f"SEMCACHE_MODEL_DIR: {settings.model_dir / name} not found (`make models` fetches the embedder files)"
-            )
-    embedder = OnnxEmbedder(
-        settings.model_dir / "model.onnx",
-        settings.model_dir / "tokenizer.json",
-        name=settings.embedder_name,
-        threads=settings.embed_threads,
-    )
-    redis = redis_store.connect(
-        settings.redis_url,
-        timeout_s=settings.redis_timeout_s,
-        connect_timeout_s=settings.redis_connect_timeout_s,
-    )
-    store = RedisStore(redis, prefix=settings.key_prefix, embedder_id=embedder.id, dim=embedder.dim)
+    embedder = build_embedder(settings)
+    store = build_store(settings, embedder)
     client = openai_llm.connect(
         api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,
@@ -92,7 +100,7 @@ def build(settings: Settings) -> Components:
         llm=OpenAILLM(client),
         policy=Policy(ttl_seconds=settings.ttl_seconds, min_similarity=settings.min_similarity),
     )
-    return Components(settings=settings, service=service, store=store, redis=redis, openai=client)
+    return Components(settings=settings, service=service, store=store, redis=store.client, openai=client)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

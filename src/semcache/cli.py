@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -13,11 +14,15 @@ from semcache.core.errors import ConfigError
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `semcache` command."""
     parser = argparse.ArgumentParser(prog="semcache", description="A semantic cache for LLM responses.")
+    parser.add_argument("--log-level", default="info")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP API (needs the `server` extra: uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    serve.add_argument("--log-level", default="info")
+    sub.add_parser(
+        "create-index",
+        help="create the Redis vector index if it is missing (idempotent; run once per new environment)",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -32,6 +37,29 @@ def main(argv: list[str] | None = None) -> int:
             print(f"semcache: {exc}", file=sys.stderr)
             return 2
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    elif args.command == "create-index":
+        return asyncio.run(_create_index())
+    return 0
+
+
+async def _create_index() -> int:
+    from semcache.bootstrap import build_embedder, build_store, load_settings
+    from semcache.core.errors import StoreError
+
+    try:
+        settings = load_settings()
+        store = build_store(settings, build_embedder(settings))
+    except ConfigError as exc:
+        print(f"semcache: {exc}", file=sys.stderr)
+        return 2
+    try:
+        created = await store.ensure_index()
+    except StoreError as exc:
+        print(f"semcache: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"index {store.index_name}: {'created' if created else 'already there'}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any, Protocol
 
 from mangum import Mangum
@@ -56,6 +57,14 @@ class LambdaEntry:
         asyncio.set_event_loop(self._loop)
         self._mangum = Mangum(app_for(components, lifespan=False), lifespan="off")
         self._loop.run_until_complete(components.start())
+        if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+            # Restored from a snapshot, the Redis sockets opened at init are dead: drop them so new ones are made.
+            from snapshot_restore_py import register_after_restore  # provided by Lambda's SnapStart runtime
+
+            register_after_restore(self._after_restore)
+
+    def _after_restore(self) -> None:
+        self._loop.run_until_complete(self.components.redis.connection_pool.disconnect())
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Handle one API Gateway event."""

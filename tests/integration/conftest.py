@@ -33,7 +33,7 @@ class ApiServer:
         self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"semcache-api-{self.port}.log"
         self._log = self.log.open("wb")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "semcache.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
+            [sys.executable, "-m", "semcache.cli", "--log-level", "warning", "serve", "--port", str(self.port)],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -65,6 +65,11 @@ class RedisStore:
         self.index_name = f"{prefix}{tag}:idx"
         self._index_ready = False
 
+    @property
+    def client(self) -> Redis:
+        """The Redis client this store uses."""
+        return self._client
+
     def key(self, entry_id: str) -> str:
         """The Redis key of an entry."""
         return self._key_prefix + entry_id
