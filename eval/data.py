@@ -1,0 +1,75 @@
+"""Readers for the shared evaluation data (../shared/data, never copied into the project) and an embedding cache."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("SEMCACHE_EVAL_DATA", ROOT.parent / "shared" / "data"))
+CACHE = ROOT / ".local" / "eval"
+
+
+@dataclass(frozen=True, slots=True)
+class Pairs:
+    """Labelled question pairs: would a's answer serve b?"""
+
+    name: str
+    a: list[str]
+    b: list[str]
+    duplicate: npt.NDArray[np.bool_]
+
+
+def qqp(split: str, limit: int | None = None) -> Pairs:
+    """Quora question pairs: train (60,000), dev (10,000) or test (10,854)."""
+    a, b, dup = [], [], []
+    with gzip.open(DATA / "qqp" / f"{split}.jsonl.gz", "rt") as fh:
+        for line in fh:
+            row = json.loads(line)
+            a.append(row["a"])
+            b.append(row["b"])
+            dup.append(bool(row["duplicate"]))
+            if limit is not None and len(a) >= limit:
+                break
+    return Pairs(f"qqp/{split}", a, b, np.array(dup))
+
+
+def gptcache_paraphrases() -> Pairs:
+    """GPTCache's 999 paraphrase pairs, all positives."""
+    rows = json.loads((DATA / "gptcache" / "mock_data.json").read_text())
+    return Pairs("gptcache", [r["origin"] for r in rows], [r["similar"] for r in rows], np.ones(len(rows), bool))
+
+
+def meancache_conversations() -> list[dict[str, str]]:
+    """MeanCache's 124 two-turn conversations (u0, u0_duplicate, system_q0, u1, u1_duplicate, system_q1)."""
+    return list(json.loads((DATA / "meancache" / "new_claude.json").read_text()))
+
+
+def embed_cached(
+    texts: Sequence[str], embed: Callable[[Sequence[str]], npt.NDArray[np.float32]], tag: str, batch: int = 64
+) -> npt.NDArray[np.float32]:
+    """Embeddings of texts, computed once per (embedder tag, text list) and kept under .local/eval."""
+    key = hashlib.sha256(("\n".join(texts) + "\0" + tag).encode()).hexdigest()[:20]
+    path = CACHE / f"emb-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths: little padding
+    out = np.zeros((len(texts), 0), dtype=np.float32)
+    chunks = []
+    for start in range(0, len(order), batch):
+        idx = order[start : start + batch]
+        chunks.append((idx, embed([texts[i] for i in idx])))
+    out = np.zeros((len(texts), chunks[0][1].shape[1]), dtype=np.float32) if chunks else out
+    for idx, vectors in chunks:
+        out[idx] = vectors
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, out)
+    return out
