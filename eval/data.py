@@ -63,8 +63,10 @@ def embed_cached(
         return np.load(path)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths: little padding
     out = np.zeros((len(texts), 0), dtype=np.float32)
+    from tqdm import tqdm
+
     chunks = []
-    for start in range(0, len(order), batch):
+    for start in tqdm(range(0, len(order), batch), desc=f"embedding {len(texts)} texts", unit="batch", leave=False):
         idx = order[start : start + batch]
         chunks.append((idx, embed([texts[i] for i in idx])))
     out = np.zeros((len(texts), chunks[0][1].shape[1]), dtype=np.float32) if chunks else out

@@ -43,7 +43,7 @@ class MemoryStore:
             if item is None or item[0].scope != scope:
                 continue
             similarity = float(np.dot(item[1], vector))
-            matches.append(Match(self._with_ttl(item[0], item[2]), similarity))
+            matches.append(Match(self._with_ttl(item[0], item[2]), similarity, item[1]))
         matches.sort(key=lambda m: m.similarity, reverse=True)
         return matches[:k]
 

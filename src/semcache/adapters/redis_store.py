@@ -98,8 +98,8 @@ class RedisStore:
     async def get(self, entry_id: str) -> Entry | None:
         """The entry with this id, or None."""
         async with _translated("HMGET"):
-            entries = await self._read([self.key(entry_id)])
-        return entries[0]
+            read = await self._read([self.key(entry_id)])
+        return read[0][0]
 
     async def search(self, scope: str, vector: Vector, k: int) -> list[Match]:
         """Up to k entries of this scope nearest to vector, most similar first."""
@@ -120,22 +120,31 @@ class RedisStore:
             hits = _parse_knn(reply)
             if not hits:
                 return []
-            entries = await self._read([key for key, _ in hits])
+            read = await self._read([key for key, _ in hits], with_vector=True)
         matches = [
-            Match(entry, 1.0 - distance)
-            for entry, (_, distance) in zip(entries, hits, strict=True)
+            Match(entry, 1.0 - distance, vec)
+            for (entry, vec), (_, distance) in zip(read, hits, strict=True)
             if entry is not None and entry.scope == scope
         ]
         matches.sort(key=lambda m: m.similarity, reverse=True)
         return matches
 
-    async def _read(self, keys: Sequence[str]) -> list[Entry | None]:
+    async def _read(
+        self, keys: Sequence[str], *, with_vector: bool = False
+    ) -> list[tuple[Entry | None, Vector | None]]:
+        fields = (*_FIELDS, "vec") if with_vector else _FIELDS
         pipe = self._client.pipeline(transaction=False)
         for key in keys:
-            pipe.hmget(key, _FIELDS)
+            pipe.hmget(key, fields)
             pipe.ttl(key)
         replies = await pipe.execute()
-        return [_entry(key, fields, ttl) for key, fields, ttl in zip(keys, replies[::2], replies[1::2], strict=True)]
+        out: list[tuple[Entry | None, Vector | None]] = []
+        for key, values, ttl in zip(keys, replies[::2], replies[1::2], strict=True):
+            blob = values[-1] if with_vector else None
+            entry = _entry(key, values[: len(_FIELDS)], ttl)
+            vector = np.frombuffer(blob, dtype=np.float32) if blob and len(blob) == 4 * self._dim else None
+            out.append((entry, vector))
+        return out
 
     async def put(self, entry: Entry, vector: Vector, ttl_seconds: int) -> None:
         """Store entry atomically, replacing any entry with its id; it expires after ttl_seconds."""

@@ -94,6 +94,8 @@ class Match:
 
     entry: Entry
     similarity: float
+    vector: Any = None
+    """The entry's stored vector (a float32 array), for the verifier; None if the store did not read it."""
 
 
 class CacheMode(enum.StrEnum):
@@ -111,6 +113,7 @@ class CacheControl:
     mode: CacheMode = CacheMode.USE
     ttl_seconds: int | None = None
     min_similarity: float | None = None
+    min_confidence: float | None = None
 
 
 Status = Literal["hit", "miss", "bypass"]
@@ -128,6 +131,10 @@ class CacheInfo:
     matched_query: str | None = None
     ttl_seconds: int | None = None
     reason: str | None = None
+    confidence: float | None = None
+    """On a semantic hit, the verifier's probability that the stored question is the same question."""
+    freshness: str | None = None
+    """How the question and answer were judged for freshness: volatile, dated or evergreen."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from semcache.core.errors import EmbedderError, StoreError
 from semcache.core.fingerprint import entry_id, normalize_text, scope_fingerprint
+from semcache.core.freshness import FreshnessPolicy, is_volatile
 from semcache.core.models import (
     Answer,
     CacheControl,
@@ -22,6 +23,7 @@ from semcache.core.models import (
     Usage,
 )
 from semcache.core.ports import LLM, Embedder, Vector, VectorStore
+from semcache.core.verifier import Verifier
 
 log = logging.getLogger("semcache")
 
@@ -34,12 +36,19 @@ class Policy:
 
     ttl_seconds: int = 7 * 86400
     min_similarity: float = 0.90
-    """Cosine similarity (between -1 and 1; 1 is identical) a semantic match must reach to be served."""
-    candidates: int = 1
+    """Cosine similarity (between -1 and 1; 1 is identical) a candidate must reach to be considered at all."""
+    candidates: int = 3
+    verifier: Verifier | None = None
+    """If set, a candidate is served only when the verifier's probability reaches min_confidence."""
+    min_confidence: float | None = None
+    """The verifier's threshold; None means the one it ships with."""
+    freshness: FreshnessPolicy = field(default_factory=FreshnessPolicy)
 
     def __post_init__(self) -> None:
         check_ttl(self.ttl_seconds, "ttl_seconds")
         check_similarity(self.min_similarity, "min_similarity")
+        if self.min_confidence is not None:
+            check_probability(self.min_confidence, "min_confidence")
         if not 1 <= self.candidates <= 16:
             raise ValueError(f"candidates must be between 1 and 16, got {self.candidates}")
 
@@ -48,6 +57,12 @@ def check_ttl(value: int, name: str) -> None:
     """Reject a TTL outside 1 second .. 1 year."""
     if not 1 <= value <= MAX_TTL_SECONDS:
         raise ValueError(f"{name} must be between 1 and {MAX_TTL_SECONDS} seconds, got {value}")
+
+
+def check_probability(value: float, name: str) -> None:
+    """Reject a probability threshold outside (0, 1]."""
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} is a probability and must be in (0, 1], got {value}")
 
 
 def check_similarity(value: float, name: str) -> None:
@@ -113,7 +128,14 @@ class CacheService:
         assert completion is not None
         if not completion.completed:
             return replace(answer, cache=CacheInfo(status="miss", reason="incomplete answer not cached"))
-        ttl = control.ttl_seconds or self._policy.ttl_seconds
+        ttl, freshness = self._policy.freshness.ttl(
+            text, completion.text, control.ttl_seconds or self._policy.ttl_seconds
+        )
+        if control.ttl_seconds is not None and freshness != "evergreen":
+            ttl = control.ttl_seconds  # the caller asked for this lifetime explicitly: theirs to decide
+        if ttl <= 0:
+            info = CacheInfo(status="miss", reason="time-sensitive question: not cached", freshness=freshness)
+            return replace(answer, cache=info)
         entry = Entry(
             id=eid,
             scope=scope,
@@ -130,7 +152,7 @@ class CacheService:
         except (StoreError, EmbedderError) as exc:
             log.warning("could not store the answer: %s", exc)
             return replace(answer, cache=CacheInfo(status="miss", reason="answer not stored"))
-        return replace(answer, cache=CacheInfo(status="miss", entry_id=eid, ttl_seconds=ttl))
+        return replace(answer, cache=CacheInfo(status="miss", entry_id=eid, ttl_seconds=ttl, freshness=freshness))
 
     async def _from_llm(self, prompt: Prompt, info: CacheInfo, *, lookup_ms: float | None = None) -> Answer:
         started = time.perf_counter()
@@ -151,13 +173,36 @@ class CacheService:
         """Exact tier, then semantic tier; returns the hit (or None) and the query's vector if one was computed."""
         entry = await self._store.get(eid)
         if entry is not None and entry.scope == scope:
-            return _from_entry(entry, tier="exact", similarity=None), None
+            return _from_entry(entry, tier="exact", similarity=None, confidence=None), None
+        if is_volatile(normalized):
+            # A paraphrase of a time-sensitive question may have been stored at another time: only the exact
+            # question (stored with its short TTL) may be served.
+            return None, None
 
         vector = await self._embed(normalized)
-        threshold = control.min_similarity or self._policy.min_similarity
-        for match in await self._store.search(scope, vector, self._policy.candidates):
-            if match.entry.scope == scope and match.similarity >= threshold:
-                return _from_entry(match.entry, tier="semantic", similarity=match.similarity), vector
+        floor = control.min_similarity or self._policy.min_similarity
+        matches = [
+            m
+            for m in await self._store.search(scope, vector, self._policy.candidates)
+            if m.entry.scope == scope and m.similarity >= floor
+        ]
+        verifier = self._policy.verifier
+        if verifier is None:
+            if matches:
+                best = matches[0]
+                return _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=None), vector
+            return None, vector
+        threshold = control.min_confidence or self._policy.min_confidence or verifier.threshold
+        scored = [
+            (verifier.score(normalized, normalize_text(m.entry.query), vector, m.vector), m)
+            for m in matches
+            if m.vector is not None
+        ]
+        if scored:
+            confidence, best = max(scored, key=lambda pair: pair[0])
+            if confidence >= threshold:
+                hit = _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=confidence)
+                return hit, vector
         return None, vector
 
     async def _embed(self, text: str) -> Vector:
@@ -186,7 +231,7 @@ def _bypass_reason(prompt: Prompt, control: CacheControl, text: str | None) -> s
     return None
 
 
-def _from_entry(entry: Entry, *, tier: str, similarity: float | None) -> Answer:
+def _from_entry(entry: Entry, *, tier: str, similarity: float | None, confidence: float | None) -> Answer:
     info = CacheInfo(
         status="hit",
         tier="exact" if tier == "exact" else "semantic",
@@ -194,5 +239,6 @@ def _from_entry(entry: Entry, *, tier: str, similarity: float | None) -> Answer:
         entry_id=entry.id,
         matched_query=entry.query,
         ttl_seconds=entry.ttl_seconds,
+        confidence=confidence,
     )
     return Answer(text=entry.response, model=entry.model, usage=Usage(), cache=info, saved_usage=entry.usage)

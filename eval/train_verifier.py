@@ -1,0 +1,123 @@
+"""Train the verifier on qqp/train, choose its threshold on qqp/dev, write src/semcache/core/verifier.npz.
+
+    python eval/train_verifier.py [--target-precision 0.94] [--min-cosine 0.70]
+
+Deterministic (fixed seeds). Never looks at qqp/test: that split is for the figures we report (make eval).
+The pair (a, b) of a Quora row is read as "a is cached, b is asked"; both orders are used for training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from data import ROOT, embed_cached, qqp
+from features import pair_matrix
+from sklearn.neural_network import MLPClassifier
+
+from semcache.adapters.onnx_embedder import OnnxEmbedder
+from semcache.core.verifier import DEFAULT_PATH, Verifier
+
+VERSION = "qqp-mlp-1"
+
+
+def embedder() -> OnnxEmbedder:
+    models = ROOT / ".local" / "models"
+    return OnnxEmbedder(models / "model.onnx", models / "tokenizer.json", name="all-MiniLM-L6-v2-int8", threads=2)
+
+
+def split_vectors(e: OnnxEmbedder, split: str) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
+    pairs = qqp(split)
+    if split == "train":  # embedded in two halves (two processes); the cache keys follow that split
+        half = len(pairs.a) // 2
+        parts = [(pairs.a[:half], pairs.b[:half]), (pairs.a[half:], pairs.b[half:])]
+        vectors = [embed_cached(a + b, e.embed, e.id, batch=8) for a, b in parts]
+        va = np.vstack([v[: len(a)] for v, (a, _) in zip(vectors, parts, strict=True)])
+        vb = np.vstack([v[len(a) :] for v, (a, _) in zip(vectors, parts, strict=True)])
+    else:
+        v = embed_cached(pairs.a + pairs.b, e.embed, e.id, batch=8)
+        va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
+    return pairs.a, pairs.b, va, vb, pairs.duplicate
+
+
+def precision_recall(served: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    tp = float(np.sum(served & truth))
+    return (tp / max(1.0, float(served.sum())), tp / max(1.0, float(truth.sum())))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target-precision", type=float, default=0.94, help="on qqp/dev; test is reported later")
+    parser.add_argument("--min-cosine", type=float, default=0.70)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=DEFAULT_PATH)
+    args = parser.parse_args()
+    e = embedder()
+    started = time.perf_counter()
+
+    a, b, va, vb, y = split_vectors(e, "train")
+    keep = np.sum(va * vb, axis=1) >= args.min_cosine - 0.05  # train where the verifier will be asked
+    x = np.vstack(
+        [
+            pair_matrix([b[i] for i in np.flatnonzero(keep)], [a[i] for i in np.flatnonzero(keep)], vb[keep], va[keep]),
+            pair_matrix([a[i] for i in np.flatnonzero(keep)], [b[i] for i in np.flatnonzero(keep)], va[keep], vb[keep]),
+        ]
+    )
+    t = np.concatenate([y[keep], y[keep]])
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    model = MLPClassifier(
+        hidden_layer_sizes=(args.hidden,),
+        alpha=1e-3,
+        learning_rate_init=1e-3,
+        max_iter=200,
+        early_stopping=True,
+        n_iter_no_change=8,
+        random_state=0,
+    )
+    model.fit((x - mean) / scale, t)
+    print(f"trained on {len(t)} rows ({keep.sum()} train pairs with cosine >= {args.min_cosine - 0.05:.2f}) "
+          f"in {time.perf_counter() - started:.0f} s, {model.n_iter_} epochs")
+
+    verifier = Verifier(
+        version=VERSION,
+        mean=mean.astype(np.float32),
+        scale=scale.astype(np.float32),
+        w1=model.coefs_[0].astype(np.float32),
+        b1=model.intercepts_[0].astype(np.float32),
+        w2=model.coefs_[1].astype(np.float32).reshape(-1),
+        b2=float(model.intercepts_[1][0]),
+        threshold=0.5,
+        min_cosine=args.min_cosine,
+    )
+
+    da, db, dva, dvb, dy = split_vectors(e, "dev")
+    cosine = np.sum(dva * dvb, axis=1)
+    p = verifier.probability(pair_matrix(db, da, dvb, dva))
+    eligible = cosine >= args.min_cosine
+    best = None
+    for threshold in np.arange(0.30, 0.995, 0.005):
+        served = eligible & (p >= threshold)
+        precision, recall = precision_recall(served, dy)
+        if precision >= args.target_precision and (best is None or recall > best[2]):
+            best = (float(threshold), precision, recall)
+    if best is None:
+        raise SystemExit(f"no threshold reaches precision {args.target_precision} on qqp/dev")
+    threshold, precision, recall = best
+    shipped = Verifier(**{**verifier.__dict__, "threshold": round(threshold, 3)})
+    shipped.save(args.out)
+    report = {
+        "version": VERSION,
+        "threshold": round(threshold, 3),
+        "min_cosine": args.min_cosine,
+        "dev_precision": round(precision, 4),
+        "dev_recall": round(recall, 4),
+        "bytes": args.out.stat().st_size,
+    }
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Freshness: questions whose answer changes with time, and answers that quote dates or prices.
+
+A time-sensitive question ("weather today", "current price of bitcoin", "who won last night", "latest iPhone")
+is either not cached or cached briefly, and is never answered from the semantic tier: a paraphrase may have been
+stored on another day. An answer that quotes dates, prices or percentages is kept for a shorter time than an
+evergreen one. The rules are regular expressions, listed here so they can be read and argued with; the TTLs are
+settings (SEMCACHE_VOLATILE_TTL_SECONDS, SEMCACHE_DATED_ANSWER_TTL_SECONDS).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Freshness = Literal["volatile", "dated", "evergreen"]
+
+_OFFICE = r"(president|prime\s+minister|ceo|chancellor|king|queen|pope|leader|champion|mayor|governor|coach|owner)"
+_VOLATILE_QUESTION = re.compile(
+    rf"""\b(
+        today|today's|tonight|tomorrow|yesterday|this\s+(morning|afternoon|evening|week|weekend|month|year|season)
+        |right\s+now|as\s+of\s+(now|today)|open\s+now|now\s+open|at\s+the\s+moment|these\s+days|nowadays
+        |so\s+far\s+this|to\s+date|up\s+to\s+date|currently
+        |current\s+(\w+\s+){{0,3}}(price|prices|rate|rates|status|time|weather|events?|news|value|version|population
+            |record|holder|situation|standings|score|temperature|{_OFFICE})
+        |(reigning|incumbent)\s+\w+|still\s+(the\s+|a\s+)?(\w+\s+)?({_OFFICE}|open|alive|available|in\s+office)
+        |latest|newest|most\s+recent|breaking|trending|upcoming|when\s+is\s+the\s+next|next\s+(week|month|year|game
+            |match|election|episode|release|launch)
+        |last\s+(night|week|weekend|month|year|game|match|season|election)|this\s+year's
+        |(days|weeks|hours|months)\s+(until|till|left\s+(until|till|before))
+        |weather\s+(in|at|for|today|tomorrow|like|this|outside|now)|forecast\s+(for|in|today|tomorrow|this)
+        |temperature\s+(in|at|outside)|stock\s+price|share\s+price|exchange\s+rate\s+(of|for|between|today)
+        |usd\s+to|eur\s+to|what('s|\s+is)\s+the\s+(current\s+)?(exchange\s+rate|price\s+of)
+        |(final|latest|current|live)\s+score|score\s+of\s+(the|last|today)|standings|live\s+(stream|updates?|results?)
+        |who\s+won|who\s+is\s+winning|who\s+is\s+leading|polls?\s+(say|show|numbers|results)|election\s+results?
+        |news\s+(today|about|on|headlines|stories)|(latest|top|breaking)\s+news|in\s+the\s+news|headlines
+        |(who|what)\s+is\s+the\s+(current\s+)?{_OFFICE}|who\s+is\s+the\s+pope
+        |(what|which)\s+(day|date)\s+is\s+(it|today)|what\s+time\s+is\s+it|how\s+old\s+is|in\s+\d+\s+(days|hours|minutes)
+    )\b""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+_DATED_ANSWER = re.compile(
+    r"""(
+        \b(19|20)\d\d\b
+        |\b(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sep(t(ember)?)?|oct(ober)?
+            |nov(ember)?|dec(ember)?)\.?\s+\d{1,2}\b
+        |[$€£¥]\s?\d|\b\d+(\.\d+)?\s?(usd|eur|gbp|dollars|euros|cents)\b|\b\d+(\.\d+)?\s?%
+        |\b(as\s+of|currently|at\s+the\s+time\s+of\s+writing|recently)\b
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def is_volatile(question: str) -> bool:
+    """True if the answer to question depends on when it is asked."""
+    return _VOLATILE_QUESTION.search(question) is not None
+
+
+def quotes_dates_or_prices(answer: str) -> bool:
+    """True if answer quotes a year, a date, a price or a percentage (or says it is current)."""
+    return _DATED_ANSWER.search(answer) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FreshnessPolicy:
+    """How long answers of each kind may be kept; 0 means "never cache"."""
+
+    volatile_ttl_seconds: int = 0
+    dated_answer_ttl_seconds: int = 86_400
+
+    def ttl(self, question: str, answer: str, requested_ttl_seconds: int) -> tuple[int, Freshness]:
+        """The TTL to store with, never longer than requested, and the kind that decided it."""
+        if is_volatile(question):
+            return min(requested_ttl_seconds, self.volatile_ttl_seconds), "volatile"
+        if quotes_dates_or_prices(answer):
+            return min(requested_ttl_seconds, self.dated_answer_ttl_seconds), "dated"
+        return requested_ttl_seconds, "evergreen"
