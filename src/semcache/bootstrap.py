@@ -15,8 +15,12 @@ from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.adapters.openai_llm import OpenAILLM
 from semcache.adapters.redis_store import RedisStore
 from semcache.core.errors import ConfigError, StoreError
+from semcache.core.freshness import FreshnessPolicy
 from semcache.core.service import CacheService, Policy
+from semcache.core.verifier import DEFAULT_PATH as VERIFIER_PATH
+from semcache.core.verifier import Verifier
 from semcache.http.app import create_app as create_http_app
+from semcache.http.auth import ANONYMOUS, Authenticator
 from semcache.metrics import Metrics, Prices
 from semcache.settings import Settings
 
@@ -79,6 +83,30 @@ def build_store(settings: Settings, embedder: OnnxEmbedder) -> RedisStore:
     return RedisStore(redis, prefix=settings.key_prefix, embedder_id=embedder.id, dim=embedder.dim)
 
 
+def build_policy(settings: Settings) -> Policy:
+    """The caching policy: matcher, thresholds, TTLs and freshness rules."""
+    freshness = FreshnessPolicy(settings.volatile_ttl_seconds, settings.dated_answer_ttl_seconds)
+    if settings.matcher == "cosine":
+        return Policy(
+            ttl_seconds=settings.ttl_seconds,
+            min_similarity=settings.min_similarity or 0.85,
+            candidates=1,
+            freshness=freshness,
+        )
+    path = settings.verifier_path or VERIFIER_PATH
+    if not path.is_file():
+        raise ConfigError(f"SEMCACHE_VERIFIER_PATH: {path} not found (`make train-verifier` writes it)")
+    verifier = Verifier.load(path)
+    return Policy(
+        ttl_seconds=settings.ttl_seconds,
+        min_similarity=settings.min_similarity or verifier.min_cosine,
+        candidates=3,
+        verifier=verifier,
+        min_confidence=settings.min_confidence,
+        freshness=freshness,
+    )
+
+
 def build(settings: Settings) -> Components:
     """Build every collaborator explicitly from settings. No network I/O happens here."""
     if settings.openai_api_key is None:
@@ -98,7 +126,7 @@ def build(settings: Settings) -> Components:
         embedder=embedder,
         store=store,
         llm=OpenAILLM(client),
-        policy=Policy(ttl_seconds=settings.ttl_seconds, min_similarity=settings.min_similarity),
+        policy=build_policy(settings),
     )
     return Components(settings=settings, service=service, store=store, redis=store.client, openai=client)
 
@@ -116,11 +144,16 @@ def app_for(components: Components, *, lifespan: bool = True) -> FastAPI:
         prices=Prices(s.price_input_usd_per_mtok, s.price_output_usd_per_mtok),
         emf_namespace=s.metrics_namespace if s.metrics_emf else None,
     )
+    auth = Authenticator(s.api_keys, admin_digest=s.admin_key_sha256)
+    if not auth.enabled:
+        log.warning("no API keys configured: every caller is the anonymous tenant %r, with admin rights", ANONYMOUS)
     return create_http_app(
         components.service,
         default_model=s.default_model,
         max_query_chars=s.max_query_chars,
         metrics=metrics,
+        auth=auth,
+        max_body_bytes=s.max_body_bytes,
         on_startup=components.start if lifespan else None,
         on_shutdown=components.close if lifespan else None,
     )

@@ -23,7 +23,18 @@ def main(argv: list[str] | None = None) -> int:
         "create-index",
         help="create the Redis vector index if it is missing (idempotent; run once per new environment)",
     )
+    hash_key = sub.add_parser("hash-key", help="print the sha256 digest to configure for an API key (read from stdin)")
+    hash_key.add_argument("key", nargs="?", help="the key (default: read one line from stdin, safer than argv)")
     args = parser.parse_args(argv)
+    if args.command == "hash-key":
+        from semcache.http.auth import key_digest
+
+        key = args.key if args.key is not None else sys.stdin.readline().strip()
+        if not key:
+            print("semcache: no key given", file=sys.stderr)
+            return 2
+        print(key_digest(key))
+        return 0
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "serve":

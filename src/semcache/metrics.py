@@ -54,7 +54,17 @@ class Metrics:
         self._write = write or (lambda line: print(line, file=sys.stdout, flush=True))
         self._service = service
         self._lock = threading.Lock()
-        self._counts = {"requests": 0, "hit": 0, "miss": 0, "bypass": 0, "exact": 0, "semantic": 0, "errors": 0}
+        self._counts = {
+            "requests": 0,
+            "hit": 0,
+            "miss": 0,
+            "bypass": 0,
+            "exact": 0,
+            "semantic": 0,
+            "errors": 0,
+            "feedback_wrong": 0,
+            "feedback_right": 0,
+        }
         self._tokens_saved = 0
         self._dollars_saved = 0.0
         self._lookup_ms: deque[float] = deque(maxlen=_SAMPLES)
@@ -100,6 +110,13 @@ class Metrics:
             self._counts["errors"] += 1
         if self._emf_namespace is not None:
             self._emit({"Error": (1, "Count")}, {"route": route, "error": kind})
+
+    def record_feedback(self, *, wrong: bool) -> None:
+        """Count a verdict on a served answer."""
+        with self._lock:
+            self._counts["feedback_wrong" if wrong else "feedback_right"] += 1
+        if self._emf_namespace is not None:
+            self._emit({"FeedbackWrong": (int(wrong), "Count"), "FeedbackRight": (int(not wrong), "Count")}, {})
 
     def _emit(self, values: dict[str, tuple[float, str]], properties: dict[str, object]) -> None:
         document: dict[str, object] = {

@@ -4,12 +4,13 @@ execution environment (at init) and reused by every warm invocation."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from typing import Any, Protocol
 
 from mangum import Mangum
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from semcache.adapters.aws_secrets import SecretReader
 from semcache.bootstrap import Components, app_for, build, load_settings
@@ -23,7 +24,7 @@ log = logging.getLogger("semcache")
 class SecretSource(Protocol):
     """Where secret values come from."""
 
-    def get(self, ref: str, *, key: str, setting: str) -> str:
+    def get(self, ref: str, *, key: str | None, setting: str) -> str:
         """The value behind ref."""
         ...
 
@@ -43,6 +44,14 @@ def resolve_secrets(settings: Settings, secrets: SecretSource) -> Settings:
             settings.openai_api_key_secret_arn, key="api_key", setting="SEMCACHE_OPENAI_API_KEY_SECRET_ARN"
         )
         update["openai_api_key"] = SecretStr(key)
+    if settings.api_keys_secret_arn:
+        raw = secrets.get(settings.api_keys_secret_arn, key=None, setting="SEMCACHE_API_KEYS_SECRET_ARN")
+        try:
+            update["api_keys"] = Settings.model_validate({"api_keys": json.loads(raw)}).api_keys
+        except (ValueError, ValidationError) as exc:
+            raise ConfigError(
+                f"SEMCACHE_API_KEYS_SECRET_ARN: the secret must hold JSON of digest -> tenant: {exc}"
+            ) from None
     return settings.model_copy(update=update) if update else settings
 
 

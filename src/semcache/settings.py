@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from semcache.core.service import MAX_TTL_SECONDS
+
+_TENANT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_digest(value: str, setting: str) -> None:
+    if not _DIGEST.fullmatch(value):
+        raise ValueError(f"{setting}: keys are configured as sha256 hex digests (`semcache hash-key`), got {value!r}")
 
 
 class Settings(BaseSettings):
@@ -38,10 +48,34 @@ class Settings(BaseSettings):
     embed_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
 
     ttl_seconds: int = Field(7 * 86400, ge=1, le=MAX_TTL_SECONDS, description="default lifetime of an entry")
-    min_similarity: float = Field(
-        0.85, gt=0, le=1, description="cosine similarity a semantic match must reach to be served"
+    matcher: Literal["verifier", "cosine"] = Field(
+        "verifier", description="verifier: a trained model confirms each match; cosine: the similarity alone decides"
+    )
+    min_similarity: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="cosine similarity a candidate must reach (default: the verifier's floor, or 0.85 with cosine)",
+    )
+    min_confidence: float | None = Field(
+        None, gt=0, le=1, description="verifier probability a match must reach (default: the shipped threshold)"
+    )
+    verifier_path: Path | None = Field(None, description="verifier weights (default: the ones in the package)")
+    volatile_ttl_seconds: int = Field(
+        300, ge=0, le=MAX_TTL_SECONDS, description="lifetime of answers to time-sensitive questions (0: never cache)"
+    )
+    dated_answer_ttl_seconds: int = Field(
+        86_400, ge=0, le=MAX_TTL_SECONDS, description="lifetime of answers that quote dates or prices"
     )
     max_query_chars: int = Field(32_000, ge=1, description="longest prompt text accepted")
+
+    api_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON {"<sha256 hex of an API key>": "<tenant>"}; empty: one anonymous tenant, no auth',
+    )
+    api_keys_secret_arn: str | None = Field(None, description="read api_keys (the same JSON) from this secret")
+    admin_key_sha256: str | None = Field(None, description="sha256 hex of the admin key (flush, stats, any entry)")
+    max_body_bytes: int = Field(1_000_000, ge=1_000, le=50_000_000, description="largest request body accepted")
 
     redis_url_secret_arn: str | None = Field(
         None, description="read the Redis URL from this Secrets Manager secret (or ssm:/parameter/name)"
@@ -55,6 +89,22 @@ class Settings(BaseSettings):
     metrics_namespace: str = Field("semcache", min_length=1)
     price_input_usd_per_mtok: float = Field(0.40, ge=0, description="to estimate dollars saved")
     price_output_usd_per_mtok: float = Field(1.60, ge=0, description="to estimate dollars saved")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _key_digests(cls, value: dict[str, str]) -> dict[str, str]:
+        for digest, tenant in value.items():
+            _check_digest(digest, "SEMCACHE_API_KEYS")
+            if not _TENANT.fullmatch(tenant):
+                raise ValueError(f"SEMCACHE_API_KEYS: tenant {tenant!r} must match {_TENANT.pattern}")
+        return value
+
+    @field_validator("admin_key_sha256")
+    @classmethod
+    def _admin_digest(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_digest(value, "SEMCACHE_ADMIN_KEY_SHA256")
+        return value
 
     @field_validator("redis_url")
     @classmethod

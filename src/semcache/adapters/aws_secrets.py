@@ -31,13 +31,13 @@ class SecretReader:
         self._clock = clock
         self._cache: dict[str, tuple[float, str]] = {}
 
-    def get(self, ref: str, *, key: str, setting: str) -> str:
+    def get(self, ref: str, *, key: str | None, setting: str) -> str:
         """The value behind ref; ConfigError naming setting when it cannot be read."""
         cached = self._cache.get(ref)
         if cached is not None and self._clock() - cached[0] < self._ttl_s:
             return cached[1]
         raw = self._fetch(ref, setting)
-        value = _unwrap(raw, key, setting)
+        value = raw.strip() if key is None else _unwrap(raw, key, setting)
         self._cache[ref] = (self._clock(), value)
         return value
 

@@ -55,6 +55,17 @@ class MemoryStore:
         """Remove an entry; True if it existed."""
         return self._entries.pop(entry_id, None) is not None
 
+    async def flush(self, *, tenant: str | None = None, scope: str | None = None) -> int:
+        """Remove every entry of tenant and/or scope; the number removed."""
+        doomed = [
+            entry_id
+            for entry_id, (entry, _, _) in self._entries.items()
+            if (tenant is None or entry.tenant == tenant) and (scope is None or entry.scope == scope)
+        ]
+        for entry_id in doomed:
+            del self._entries[entry_id]
+        return len(doomed)
+
     async def ping(self) -> dict[str, object]:
         """The store's state."""
         return {"backend": "memory", "entries": len(self._entries)}

@@ -26,8 +26,8 @@ from semcache.core.errors import StoreError
 from semcache.core.models import Entry, Match, Usage
 from semcache.core.ports import Vector
 
-SCHEMA_VERSION = "1"
-_FIELDS = ("v", "scope", "query", "response", "model", "usage", "created_at")
+SCHEMA_VERSION = "2"
+_FIELDS = ("v", "scope", "query", "response", "model", "usage", "created_at", "tenant")
 
 
 def connect(url: str, *, timeout_s: float, connect_timeout_s: float) -> Redis:
@@ -159,6 +159,7 @@ class RedisStore:
             "model": entry.model,
             "usage": json.dumps([entry.usage.input_tokens, entry.usage.output_tokens]),
             "created_at": entry.created_at,
+            "tenant": entry.tenant,
             "vec": np.asarray(vector, dtype=np.float32).tobytes(),
         }
         async with _translated("MULTI/EXEC"):
@@ -172,6 +173,27 @@ class RedisStore:
         """Remove an entry; True if it existed."""
         async with _translated("DEL"):
             return bool(await self._client.delete(self.key(entry_id)))
+
+    async def flush(self, *, tenant: str | None = None, scope: str | None = None) -> int:
+        """Remove every entry of tenant and/or scope (SCAN over this store's keys; meant for rare admin use)."""
+        removed = 0
+        async with _translated("SCAN/UNLINK"):
+            async for batch in _batches(self._client.scan_iter(match=f"{self._key_prefix}*", count=500), 500):
+                if tenant is None and scope is None:
+                    doomed = batch
+                else:
+                    pipe = self._client.pipeline(transaction=False)
+                    for key in batch:
+                        pipe.hmget(key, ("tenant", "scope"))
+                    owners = await pipe.execute()
+                    doomed = [
+                        key
+                        for key, (t, s) in zip(batch, owners, strict=True)
+                        if (tenant is None or t == tenant.encode()) and (scope is None or s == scope.encode())
+                    ]
+                if doomed:
+                    removed += int(await self._client.unlink(*doomed))
+        return removed
 
     async def ping(self) -> dict[str, object]:
         """Reachability and entry count, for the health check."""
@@ -189,6 +211,17 @@ class RedisStore:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
+
+
+async def _batches(keys: AsyncIterator[bytes], size: int) -> AsyncIterator[list[bytes]]:
+    batch: list[bytes] = []
+    async for key in keys:
+        batch.append(key)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _is_missing_index(exc: ResponseError) -> bool:
@@ -211,7 +244,7 @@ def _entry(key: str, fields: list[bytes | None], ttl: int) -> Entry | None:
     values = [f for f in fields if f is not None]
     if len(values) != len(fields) or values[0] != SCHEMA_VERSION.encode():
         return None  # absent, expired, or written by another schema: never served
-    _, scope, query, response, model, usage, created_at = values
+    _, scope, query, response, model, usage, created_at, tenant = values
     tokens_in, tokens_out = json.loads(usage)
     return Entry(
         id=key.rsplit(":", 1)[1],
@@ -222,4 +255,5 @@ def _entry(key: str, fields: list[bytes | None], ttl: int) -> Entry | None:
         usage=Usage(int(tokens_in), int(tokens_out)),
         created_at=float(created_at),
         ttl_seconds=ttl if ttl >= 0 else None,
+        tenant=tenant.decode(),
     )

@@ -86,6 +86,7 @@ class Entry:
     usage: Usage
     created_at: float
     ttl_seconds: int | None = None
+    tenant: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,8 @@ class CacheInfo:
     """On a semantic hit, the verifier's probability that the stored question is the same question."""
     freshness: str | None = None
     """How the question and answer were judged for freshness: volatile, dated or evergreen."""
+    scope: str | None = None
+    """The scope digest of the entry served or stored (to flush one scope)."""
 
 
 @dataclass(frozen=True, slots=True)

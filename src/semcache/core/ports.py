@@ -50,6 +50,10 @@ class VectorStore(Protocol):
         """Remove an entry; True if it existed."""
         ...
 
+    async def flush(self, *, tenant: str | None = None, scope: str | None = None) -> int:
+        """Remove every entry of tenant and/or scope (every entry if both are None); the number removed."""
+        ...
+
     async def ping(self) -> dict[str, object]:
         """The store's state for the health check; raises StoreError when it is unreachable."""
         ...

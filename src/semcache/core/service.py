@@ -144,6 +144,7 @@ class CacheService:
             model=completion.model,
             usage=completion.usage,
             created_at=self._clock(),
+            tenant=tenant,
         )
         try:
             if vector is None:
@@ -152,7 +153,8 @@ class CacheService:
         except (StoreError, EmbedderError) as exc:
             log.warning("could not store the answer: %s", exc)
             return replace(answer, cache=CacheInfo(status="miss", reason="answer not stored"))
-        return replace(answer, cache=CacheInfo(status="miss", entry_id=eid, ttl_seconds=ttl, freshness=freshness))
+        info = CacheInfo(status="miss", entry_id=eid, ttl_seconds=ttl, freshness=freshness, scope=scope)
+        return replace(answer, cache=info)
 
     async def _from_llm(self, prompt: Prompt, info: CacheInfo, *, lookup_ms: float | None = None) -> Answer:
         started = time.perf_counter()
@@ -214,9 +216,26 @@ class CacheService:
             raise EmbedderError(f"embedding failed: {exc!r}") from exc
         return np.asarray(vectors[0], dtype=np.float32)
 
-    async def delete(self, entry_id: str) -> bool:
-        """Remove one entry; True if it existed."""
+    async def delete(self, entry_id: str, *, tenant: str | None) -> bool:
+        """Remove one entry of tenant (any tenant's if None); True if it existed."""
+        if tenant is not None:
+            entry = await self._store.get(entry_id)
+            if entry is None or entry.tenant != tenant:
+                return False
         return await self._store.delete(entry_id)
+
+    async def flush(self, *, tenant: str | None, scope: str | None = None) -> int:
+        """Remove the entries of tenant (every tenant's if None), optionally of one scope only."""
+        return await self._store.flush(tenant=tenant, scope=scope)
+
+    async def feedback(self, entry_id: str, *, wrong: bool, tenant: str | None) -> bool:
+        """A caller's verdict on a served entry: a wrong one is removed (the next ask goes to the LLM)."""
+        if not wrong:
+            return False
+        removed = await self.delete(entry_id, tenant=tenant)
+        if removed:
+            log.info("entry %s removed after feedback", entry_id)
+        return removed
 
 
 def _bypass_reason(prompt: Prompt, control: CacheControl, text: str | None) -> str | None:
@@ -240,5 +259,6 @@ def _from_entry(entry: Entry, *, tier: str, similarity: float | None, confidence
         matched_query=entry.query,
         ttl_seconds=entry.ttl_seconds,
         confidence=confidence,
+        scope=entry.scope,
     )
     return Answer(text=entry.response, model=entry.model, usage=Usage(), cache=info, saved_usage=entry.usage)

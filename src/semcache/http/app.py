@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from semcache import __version__
 from semcache.core.errors import InvalidRequest, SemcacheError, StoreError
 from semcache.core.models import Answer, CacheControl, Message, Prompt
 from semcache.core.service import CacheService
 from semcache.http import errors
+from semcache.http.auth import Authenticator, Caller, Forbidden
+from semcache.http.limits import BodyLimit
 from semcache.http.openai_compat import (
     ChatRequest,
     ResponsesRequest,
@@ -26,7 +29,24 @@ from semcache.http.openai_compat import (
 from semcache.http.schemas import QueryRequest, QueryResponse
 from semcache.metrics import Metrics
 
-DEFAULT_TENANT = "default"
+
+class FlushRequest(BaseModel):
+    """Which entries to remove: the caller's own (or, for the admin, one tenant's or everyone's), one scope or all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: str | None = Field(None, pattern="^[0-9a-f]{64}$", description="a scope digest (cache.scope)")
+    tenant: str | None = Field(None, min_length=1, max_length=64, description="admin only: whose entries")
+    all_tenants: bool = Field(False, description="admin only: every tenant's entries")
+
+
+class FeedbackRequest(BaseModel):
+    """A verdict on an answer served from the cache."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entry_id: str = Field(pattern="^[0-9a-f]{32}$")
+    verdict: Literal["wrong", "right"]
 
 
 def cache_headers(answer: Answer) -> dict[str, str]:
@@ -46,6 +66,8 @@ def create_app(
     default_model: str,
     max_query_chars: int,
     metrics: Metrics | None = None,
+    auth: Authenticator | None = None,
+    max_body_bytes: int = 1_000_000,
     on_startup: Callable[[], Awaitable[None]] | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
@@ -60,16 +82,28 @@ def create_app(
             await on_shutdown()
 
     app = FastAPI(title="semcache", version=__version__, lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     errors.install(app)
-
     stats = metrics or Metrics()
+    authenticator = auth or Authenticator({}, admin_digest=None)
 
-    async def answer(prompt: Prompt, control: CacheControl, route: str) -> Answer:
+    def caller(request: Request) -> Caller:
+        return authenticator.caller(request)
+
+    def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
+        if not who.admin:
+            raise Forbidden("admin key required")
+        return who
+
+    CallerDep = Annotated[Caller, Depends(caller)]
+    AdminDep = Annotated[Caller, Depends(admin)]
+
+    async def answer(prompt: Prompt, control: CacheControl, route: str, who: Caller) -> Answer:
         text = prompt.text
         try:
             if text is not None and len(text) > max_query_chars:
                 raise InvalidRequest(f"the prompt is longer than {max_query_chars} characters", param="query")
-            result = await service.answer(prompt, control, tenant=DEFAULT_TENANT)
+            result = await service.answer(prompt, control, tenant=who.tenant)
         except SemcacheError as exc:
             stats.record_error(route=route, kind=type(exc).__name__)
             raise
@@ -89,43 +123,63 @@ def create_app(
             "version": __version__,
             "store": store,
             "embedder": embedder,
+            "auth": "api keys" if authenticator.enabled else "none (one anonymous tenant)",
         }
-
-    @app.get("/v1/cache/stats")
-    async def cache_stats() -> dict[str, object]:
-        """Hits, misses, bypasses, hit rate, lookup and LLM latency percentiles, tokens and dollars saved."""
-        return stats.snapshot()
 
     @app.post("/api/query", response_model=QueryResponse)
-    async def query(body: QueryRequest, response: Response) -> QueryResponse:
+    async def query(body: QueryRequest, response: Response, who: CallerDep) -> QueryResponse:
         """Answer a question from the cache or the LLM."""
-        options = {
-            "temperature": body.temperature,
-            "top_p": body.top_p,
-            "max_output_tokens": body.max_output_tokens,
-        }
+        options = {"temperature": body.temperature, "top_p": body.top_p, "max_output_tokens": body.max_output_tokens}
         prompt = Prompt(
             model=body.model or default_model,
             messages=(Message("user", body.query),),
             instructions=body.instructions,
             options={k: v for k, v in options.items() if v is not None},
         )
-        result = await answer(prompt, body.cache.to_control(), "/api/query")
+        result = await answer(prompt, body.cache.to_control(), "/api/query", who)
         response.headers.update(cache_headers(result))
         return QueryResponse.of(result)
 
     @app.post("/v1/responses")
-    async def responses(body: ResponsesRequest, request: Request) -> JSONResponse:
+    async def responses(body: ResponsesRequest, request: Request, who: CallerDep) -> JSONResponse:
         """OpenAI's Responses API, cached."""
         prompt = responses_prompt(body, default_model=default_model)
-        result = await answer(prompt, cache_control(request.headers), "/v1/responses")
+        result = await answer(prompt, cache_control(request.headers), "/v1/responses", who)
         return JSONResponse(render_response(result, prompt), headers=cache_headers(result))
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse:
+    async def chat_completions(body: ChatRequest, request: Request, who: CallerDep) -> JSONResponse:
         """OpenAI's Chat Completions API (text subset), cached, answered through the Responses API."""
         prompt = chat_prompt(body, default_model=default_model)
-        result = await answer(prompt, cache_control(request.headers), "/v1/chat/completions")
+        result = await answer(prompt, cache_control(request.headers), "/v1/chat/completions", who)
         return JSONResponse(render_chat(result), headers=cache_headers(result))
+
+    @app.post("/v1/cache/feedback")
+    async def feedback(body: FeedbackRequest, who: CallerDep) -> dict[str, object]:
+        """Mark a served answer wrong (it is removed; the next ask goes to the LLM) or right."""
+        tenant = None if who.admin and not authenticator.enabled else who.tenant
+        removed = await service.feedback(body.entry_id, wrong=body.verdict == "wrong", tenant=tenant)
+        stats.record_feedback(wrong=body.verdict == "wrong")
+        return {"entry_id": body.entry_id, "verdict": body.verdict, "removed": removed}
+
+    @app.delete("/v1/cache/entries/{entry_id}")
+    async def delete_entry(entry_id: str, who: CallerDep) -> JSONResponse:
+        """Delete one entry (your own; the admin may delete any)."""
+        removed = await service.delete(entry_id, tenant=None if who.admin else who.tenant)
+        status = 200 if removed else 404
+        return JSONResponse({"entry_id": entry_id, "deleted": removed}, status_code=status)
+
+    @app.post("/v1/cache/flush")
+    async def flush(body: FlushRequest, who: CallerDep) -> dict[str, object]:
+        """Remove your entries (optionally one scope only); the admin may name a tenant or all tenants."""
+        if (body.tenant is not None or body.all_tenants) and not who.admin:
+            raise Forbidden("only the admin key may flush another tenant's entries")
+        tenant = None if body.all_tenants else (body.tenant or who.tenant)
+        return {"deleted": await service.flush(tenant=tenant, scope=body.scope)}
+
+    @app.get("/v1/cache/stats")
+    async def cache_stats(who: AdminDep) -> dict[str, object]:
+        """Hits, misses, bypasses, hit rate, lookup and LLM latency percentiles, tokens and dollars saved."""
+        return stats.snapshot()
 
     return app

@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from semcache.core.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from semcache.http.auth import Forbidden, Unauthorized
+from semcache.http.limits import BodyTooLarge
 
 log = logging.getLogger("semcache")
 
@@ -45,6 +47,21 @@ def install(app: FastAPI) -> None:
         body["error"]["upstream_status"] = exc.status  # type: ignore[index]
         log.warning("upstream failure: %s", exc.message)
         return JSONResponse(body, status_code=504 if timeout else 502)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return JSONResponse(
+            error_body("request body too large", "invalid_request_error", code="body_too_large"), status_code=413
+        )
+
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
+        body = error_body("missing or invalid API key", "authentication_error", code="invalid_api_key")
+        return JSONResponse(body, status_code=401, headers={"www-authenticate": "Bearer"})
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse(error_body(str(exc) or "admin key required", "permission_error"), status_code=403)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:

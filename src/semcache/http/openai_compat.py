@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from semcache.core.errors import InvalidRequest
 from semcache.core.models import JSON, Answer, CacheControl, CacheMode, Message, Prompt
-from semcache.core.service import check_similarity, check_ttl
+from semcache.core.service import check_probability, check_similarity, check_ttl
 
 _N = TypeVar("_N", int, float)
 
@@ -81,14 +81,17 @@ def cache_control(headers: Mapping[str, str]) -> CacheControl:
         ) from None
     ttl = _header_number(headers, "x-semcache-ttl-seconds", int)
     similarity = _header_number(headers, "x-semcache-min-similarity", float)
+    confidence = _header_number(headers, "x-semcache-min-confidence", float)
     try:
         if ttl is not None:
             check_ttl(ttl, "x-semcache-ttl-seconds")
         if similarity is not None:
             check_similarity(similarity, "x-semcache-min-similarity")
+        if confidence is not None:
+            check_probability(confidence, "x-semcache-min-confidence")
     except ValueError as exc:
         raise InvalidRequest(str(exc), param=str(exc).split(" ", 1)[0]) from None
-    return CacheControl(parsed_mode, ttl, similarity)
+    return CacheControl(parsed_mode, ttl, similarity, confidence)
 
 
 def _header_number(headers: Mapping[str, str], name: str, kind: type[_N]) -> _N | None:

@@ -58,6 +58,10 @@ class CacheOut(BaseModel):
     matched_query: str | None
     ttl_seconds: int | None
     reason: str | None = Field(None, description="why the cache was bypassed or the answer not stored")
+    confidence: float | None = Field(None, description="verifier probability that the matched question is the same")
+    freshness: Literal["volatile", "dated", "evergreen"] | None = Field(
+        None, description="how the question and answer were judged when the answer was stored"
+    )
 
 
 class QueryResponse(BaseModel):
@@ -88,5 +92,7 @@ class QueryResponse(BaseModel):
                 matched_query=c.matched_query,
                 ttl_seconds=c.ttl_seconds,
                 reason=c.reason,
+                confidence=None if c.confidence is None else round(c.confidence, 4),
+                freshness=c.freshness,
             ),
         )

@@ -1,0 +1,232 @@
+"""Measure the matcher: precision, recall and hit rate on Quora pairs, recall on GPTCache's paraphrases,
+multi-turn isolation on MeanCache's conversations, freshness on our labelled sets, and the matcher's latency.
+
+    python eval/run_eval.py [--out docs/quality]        (make eval)
+
+Writes eval.json (every figure) and pr_curve.png (precision against recall on qqp/test, cosine alone and with
+the verifier, the shipped operating points marked) under --out, and prints a table. Reads ../shared/data.
+The shipped operating point is whatever src/semcache/core/verifier.npz holds: chosen on qqp/dev, never on test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from data import ROOT, embed_cached, gptcache_paraphrases, meancache_conversations, qqp
+from features import pair_matrix
+
+from semcache.adapters.memory_store import MemoryStore
+from semcache.adapters.onnx_embedder import OnnxEmbedder
+from semcache.core.freshness import is_volatile
+from semcache.core.models import Completion, Message, Prompt, Usage
+from semcache.core.service import CacheService, Policy
+from semcache.core.verifier import DEFAULT_PATH, Verifier, pair_features
+
+BASELINE_THRESHOLDS = (0.85, 0.90)
+
+
+def embedder() -> OnnxEmbedder:
+    models = ROOT / ".local" / "models"
+    return OnnxEmbedder(models / "model.onnx", models / "tokenizer.json", name="all-MiniLM-L6-v2-int8", threads=2)
+
+
+def rates(served: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    tp = float(np.sum(served & truth))
+    return {
+        "precision": round(tp / max(1.0, float(served.sum())), 4),
+        "recall": round(tp / max(1.0, float(truth.sum())), 4),
+        "hit_rate": round(float(served.mean()), 4),
+        "served": int(served.sum()),
+        "pairs": len(truth),
+    }
+
+
+def curve(score: np.ndarray, eligible: np.ndarray, truth: np.ndarray, grid: np.ndarray) -> list[dict[str, float]]:
+    return [{"threshold": round(float(t), 3), **rates(eligible & (score >= t), truth)} for t in grid]
+
+
+def qqp_figures(e: OnnxEmbedder, verifier: Verifier, split: str) -> dict[str, object]:
+    pairs = qqp(split)
+    v = embed_cached(pairs.a + pairs.b, e.embed, e.id, batch=8)
+    va, vb, truth = v[: len(pairs.a)], v[len(pairs.a) :], pairs.duplicate
+    cosine = np.sum(va * vb, axis=1)
+    p = verifier.probability(pair_matrix(pairs.b, pairs.a, vb, va))
+    eligible = cosine >= verifier.min_cosine
+    return {
+        "duplicates": int(truth.sum()),
+        "verifier": rates(eligible & (p >= verifier.threshold), truth),
+        "cosine": {f"{t:.2f}": rates(cosine >= t, truth) for t in BASELINE_THRESHOLDS},
+        "curve_verifier": curve(p, eligible, truth, np.arange(0.05, 1.0, 0.01)),
+        "curve_cosine": curve(cosine, np.ones_like(truth), truth, np.arange(0.50, 1.0, 0.005)),
+    }
+
+
+def gptcache_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
+    pairs = gptcache_paraphrases()
+    v = embed_cached(pairs.a + pairs.b, e.embed, e.id, batch=8)
+    va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
+    cosine = np.sum(va * vb, axis=1)
+    p = verifier.probability(pair_matrix(pairs.b, pairs.a, vb, va))
+    return {
+        "pairs": len(pairs.a),
+        "verifier_recall": round(float(np.mean((cosine >= verifier.min_cosine) & (p >= verifier.threshold))), 4),
+        "cosine_recall": {f"{t:.2f}": round(float(np.mean(cosine >= t)), 4) for t in BASELINE_THRESHOLDS},
+    }
+
+
+class ConversationLLM:
+    """Answers each question with the conversation's recorded answer, as the MeanCache data gives it."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self._answers = answers
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        text = prompt.text or ""
+        return Completion(self._answers.get(text, f"answer to {text}"), prompt.model, Usage(10, 10), True)
+
+
+async def multiturn_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
+    """Store every conversation (first turn, then the follow-up after it), then ask follow-ups again."""
+    rows = meancache_conversations()
+    answers = {r["u0"]: r["system_q0"] for r in rows} | {r["u1"]: r["system_q1"] for r in rows}
+    service = CacheService(
+        embedder=e,
+        store=MemoryStore(),
+        llm=ConversationLLM(answers),
+        policy=Policy(min_similarity=verifier.min_cosine, candidates=3, verifier=verifier),
+    )
+
+    def follow_up(row: dict[str, str], text: str) -> Prompt:
+        history = (Message("user", row["u0"]), Message("assistant", row["system_q0"]), Message("user", text))
+        return Prompt(model="m", messages=history)
+
+    for row in rows:
+        await service.answer(Prompt(model="m", messages=(Message("user", row["u0"]),)), tenant="t")
+        await service.answer(follow_up(row, row["u1"]), tenant="t")
+
+    cross_hits = same_hits = same_correct = first_hits = 0
+    for i, row in enumerate(rows):
+        other = rows[(i + 1) % len(rows)]
+        crossed = await service.answer(follow_up(other, row["u1"]), tenant="t")  # another conversation's prefix
+        if crossed.cache.status == "hit" and crossed.text != other["system_q1"]:
+            cross_hits += 1
+        same = await service.answer(follow_up(row, row["u1_duplicate"]), tenant="t")
+        if same.cache.status == "hit":
+            same_hits += 1
+            same_correct += same.text == row["system_q1"]
+        first = await service.answer(Prompt(model="m", messages=(Message("user", row["u0_duplicate"]),)), tenant="t")
+        first_hits += first.cache.status == "hit"
+    n = len(rows)
+    return {
+        "conversations": n,
+        "cross_prefix_wrong_hits": cross_hits,
+        "same_prefix_paraphrase_hit_rate": round(same_hits / n, 4),
+        "same_prefix_paraphrase_precision": round(same_correct / max(1, same_hits), 4),
+        "first_turn_paraphrase_hit_rate": round(first_hits / n, 4),
+    }
+
+
+def freshness_figures() -> dict[str, object]:
+    out = {}
+    for name in ("freshness_labels", "freshness_holdout"):
+        data = json.loads((Path(__file__).with_name(f"{name}.json")).read_text())
+        missed = [q for q in data["volatile"] if not is_volatile(q)]
+        flagged = [q for q in data["evergreen"] if is_volatile(q)]
+        out[name] = {
+            "volatile": len(data["volatile"]),
+            "volatile_detected": round(1 - len(missed) / len(data["volatile"]), 4),
+            "evergreen": len(data["evergreen"]),
+            "evergreen_flagged_volatile": round(len(flagged) / len(data["evergreen"]), 4),
+            "missed": missed,
+            "wrongly_flagged": flagged,
+        }
+    return out
+
+
+def latency_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
+    """The matcher's added cost on the hit path: scoring 3 candidates (pair features + network), per request."""
+    pairs = qqp("dev", limit=600)
+    v = e.embed(pairs.a[:200] + pairs.b[:200])
+    va, vb = v[:200], v[200:]
+    per_request = []
+    for i in range(200):
+        started = time.perf_counter()
+        for j in (i, (i + 1) % 200, (i + 2) % 200):
+            verifier.score(pairs.b[i], pairs.a[j], vb[i], va[j])
+        per_request.append((time.perf_counter() - started) * 1000)
+    embed_ms = []
+    for text in pairs.b[:100]:
+        started = time.perf_counter()
+        e.embed([text])
+        embed_ms.append((time.perf_counter() - started) * 1000)
+    return {
+        "verify_3_candidates_ms_p50": round(statistics.median(per_request), 3),
+        "verify_3_candidates_ms_p99": round(sorted(per_request)[int(0.99 * len(per_request))], 3),
+        "embed_one_query_ms_p50": round(statistics.median(embed_ms), 3),
+        "features_len": int(pair_features(pairs.a[0], pairs.b[0], va[0], vb[0]).shape[0]),
+    }
+
+
+def plot(results: dict[str, object], path: Path, verifier: Verifier) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    test = results["qqp_test"]
+    assert isinstance(test, dict)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for key, label in (("curve_cosine", "cosine similarity alone"), ("curve_verifier", "verifier")):
+        pts = sorted(test[key], key=lambda r: r["recall"])
+        ax.plot([r["recall"] for r in pts], [r["precision"] for r in pts], label=label)
+    op = test["verifier"]
+    ax.scatter([op["recall"]], [op["precision"]], color="C1", zorder=3)
+    ax.annotate(f"shipped: p={verifier.threshold:.2f}", (op["recall"], op["precision"]), xytext=(8, -12),
+                textcoords="offset points")  # fmt: skip
+    for t, r in test["cosine"].items():
+        ax.scatter([r["recall"]], [r["precision"]], color="C0", zorder=3)
+        ax.annotate(f"cos>={t}", (r["recall"], r["precision"]), xytext=(8, 4), textcoords="offset points")
+    ax.axhline(0.92, color="grey", linestyle=":", linewidth=1)
+    ax.axvline(0.60, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("recall (share of true duplicates served)")
+    ax.set_ylabel("precision (share of served hits that are right)")
+    ax.set_title("qqp/test: would the cached answer to a serve b?")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0.5, 1.0)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "quality")
+    parser.add_argument("--verifier", type=Path, default=DEFAULT_PATH)
+    args = parser.parse_args()
+    e, verifier = embedder(), Verifier.load(args.verifier)
+    results: dict[str, object] = {
+        "verifier": {"version": verifier.version, "threshold": verifier.threshold, "min_cosine": verifier.min_cosine},
+        "embedder": e.id,
+        "qqp_dev": qqp_figures(e, verifier, "dev"),
+        "qqp_test": qqp_figures(e, verifier, "test"),
+        "gptcache": gptcache_figures(e, verifier),
+        "multiturn": asyncio.run(multiturn_figures(e, verifier)),
+        "freshness": freshness_figures(),
+        "latency": latency_figures(e, verifier),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(results, args.out / "pr_curve.png", verifier)
+    slim = {k: ({kk: vv for kk, vv in v.items() if not kk.startswith("curve")} if isinstance(v, dict) else v)
+            for k, v in results.items()}  # fmt: skip
+    (args.out / "eval.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(slim, indent=1))
+
+
+if __name__ == "__main__":
+    main()
