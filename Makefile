@@ -19,7 +19,8 @@ PY312 := $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.pyenv
 	"$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
 export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
 
-.PHONY: run test lint typecheck pytest sync models redis clean sam-validate sam-build sam-check coldstart
+.PHONY: run test lint typecheck pytest sync models redis clean sam-validate sam-build sam-check coldstart eval \
+	train-verifier fuzz
 
 SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
 ARCH ?= arm64
@@ -64,6 +65,15 @@ sam-check: sam-validate
 	LAMBDA_ARCH=x86_64 $(SAM) build --build-in-source --build-dir .aws-sam/build-x86_64 \
 		--parameter-overrides Architecture=x86_64
 	$(UV) run --locked python infra/check_build.py --build-dir .aws-sam/build-x86_64 --smoke --python $(UV_PYTHON)
+
+eval: sync models ## measure the matcher on ../shared/data: writes docs/quality/eval.json and pr_curve.png
+	$(UV) run --locked python eval/run_eval.py
+
+train-verifier: sync models ## retrain src/semcache/core/verifier.npz from qqp/train (threshold chosen on qqp/dev)
+	$(UV) run --locked python eval/train_verifier.py
+
+fuzz: sync ## a longer schemathesis run over every route
+	SEMCACHE_FUZZ_EXAMPLES=500 $(UV) run --locked pytest tests/unit/test_fuzz_api.py
 
 coldstart: sync models ## benchmark: Lambda init (import the handler, build the service) in fresh processes
 	$(UV) run --locked python bench/coldstart.py

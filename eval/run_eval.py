@@ -81,20 +81,34 @@ def gptcache_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
 
 
 class ConversationLLM:
-    """Answers each question with the conversation's recorded answer, as the MeanCache data gives it."""
+    """Answers with the recorded answer for (first turn, question), as the MeanCache data gives it.
 
-    def __init__(self, answers: dict[str, str]) -> None:
+    The same follow-up ("when did it begin") appears after different first turns with different answers, so the
+    conversation's first turn is part of the lookup, as it is part of what a real model would see.
+    """
+
+    def __init__(self, answers: dict[tuple[str | None, str], str]) -> None:
         self._answers = answers
 
     async def complete(self, prompt: Prompt) -> Completion:
         text = prompt.text or ""
-        return Completion(self._answers.get(text, f"answer to {text}"), prompt.model, Usage(10, 10), True)
+        first = prompt.messages[0].content if len(prompt.messages) > 1 else None
+        key = (first if isinstance(first, str) else None, text)
+        known = self._answers.get(key)
+        # A question the data has no answer for is answered but not stored (as an incomplete answer would be),
+        # so the measurement phase does not fill the cache with invented answers.
+        return Completion(known or f"answer to {text}", prompt.model, Usage(10, 10), completed=known is not None)
 
 
 async def multiturn_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
-    """Store every conversation (first turn, then the follow-up after it), then ask follow-ups again."""
+    """Store every conversation (first turn, then the follow-up after it), then ask follow-ups again.
+
+    Some conversations in the data share their first turn; answers are judged against what was stored under the
+    same prefix. A cross-prefix hit is one whose answer was never stored under the asking conversation's prefix.
+    """
     rows = meancache_conversations()
-    answers = {r["u0"]: r["system_q0"] for r in rows} | {r["u1"]: r["system_q1"] for r in rows}
+    answers: dict[tuple[str | None, str], str] = {(None, r["u0"]): r["system_q0"] for r in rows}
+    answers |= {(r["u0"], r["u1"]): r["system_q1"] for r in rows}
     service = CacheService(
         embedder=e,
         store=MemoryStore(),
@@ -102,33 +116,45 @@ async def multiturn_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, ob
         policy=Policy(min_similarity=verifier.min_cosine, candidates=3, verifier=verifier),
     )
 
+    def prefix(row: dict[str, str]) -> tuple[str, str]:
+        return row["u0"], row["system_q0"]
+
     def follow_up(row: dict[str, str], text: str) -> Prompt:
         history = (Message("user", row["u0"]), Message("assistant", row["system_q0"]), Message("user", text))
         return Prompt(model="m", messages=history)
 
+    stored: dict[tuple[str, str], set[str]] = {}
     for row in rows:
         await service.answer(Prompt(model="m", messages=(Message("user", row["u0"]),)), tenant="t")
         await service.answer(follow_up(row, row["u1"]), tenant="t")
+        stored.setdefault(prefix(row), set()).add(row["system_q1"])
 
-    cross_hits = same_hits = same_correct = first_hits = 0
+    cross_asked = cross_wrong = same_hits = same_correct = first_hits = first_correct = 0
     for i, row in enumerate(rows):
-        other = rows[(i + 1) % len(rows)]
+        others = [r for r in rows[i + 1 :] + rows[:i] if prefix(r) != prefix(row)]
+        other = others[0]
         crossed = await service.answer(follow_up(other, row["u1"]), tenant="t")  # another conversation's prefix
-        if crossed.cache.status == "hit" and crossed.text != other["system_q1"]:
-            cross_hits += 1
+        cross_asked += 1
+        if crossed.cache.status == "hit" and crossed.text not in stored[prefix(other)]:
+            cross_wrong += 1
         same = await service.answer(follow_up(row, row["u1_duplicate"]), tenant="t")
         if same.cache.status == "hit":
             same_hits += 1
             same_correct += same.text == row["system_q1"]
         first = await service.answer(Prompt(model="m", messages=(Message("user", row["u0_duplicate"]),)), tenant="t")
-        first_hits += first.cache.status == "hit"
+        if first.cache.status == "hit":
+            first_hits += 1
+            first_correct += first.text == row["system_q0"]
     n = len(rows)
     return {
         "conversations": n,
-        "cross_prefix_wrong_hits": cross_hits,
+        "distinct_prefixes": len(stored),
+        "cross_prefix_asked": cross_asked,
+        "cross_prefix_wrong_hits": cross_wrong,
         "same_prefix_paraphrase_hit_rate": round(same_hits / n, 4),
         "same_prefix_paraphrase_precision": round(same_correct / max(1, same_hits), 4),
         "first_turn_paraphrase_hit_rate": round(first_hits / n, 4),
+        "first_turn_paraphrase_precision": round(first_correct / max(1, first_hits), 4),
     }
 
 

@@ -63,3 +63,33 @@ def test_redis_dies_mid_traffic_and_comes_back(
             assert http.post("/api/query", json=q).headers["x-semcache"] == "hit"
     finally:
         api.close()
+
+
+def test_a_slow_redis_costs_a_bounded_budget(own_redis: RedisServer, model_dir: Path, fake_openai: FakeOpenAI) -> None:
+    import time
+
+    import redis
+
+    api = ApiServer(
+        redis_url=own_redis.url,
+        model_dir=model_dir,
+        openai_base_url=fake_openai.base_url,
+        SEMCACHE_REDIS_TIMEOUT_S="0.1",
+    )
+    admin = redis.Redis.from_url(own_redis.url)
+    try:
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            q = {"query": "How far away is the Moon?"}
+            assert http.post("/api/query", json=q).headers["x-semcache"] == "miss"
+            admin.execute_command("CLIENT", "PAUSE", "3000", "ALL")  # every command now waits 3 s
+            started = time.monotonic()
+            slow = http.post("/api/query", json=q)
+            elapsed = time.monotonic() - started
+            assert slow.status_code == 200
+            assert slow.headers["x-semcache"] == "bypass"
+            assert elapsed < 2.0, f"a stalled Redis held the request for {elapsed:.2f} s"
+            admin.execute_command("CLIENT", "UNPAUSE")
+            assert http.post("/api/query", json=q).headers["x-semcache"] == "hit"
+    finally:
+        admin.close()
+        api.close()

@@ -23,10 +23,11 @@ class ConfigError(SemcacheError):
 class InvalidRequest(SemcacheError):
     """The request cannot be served as asked."""
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None, status: int = 400) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.status = status
 
 
 class StoreError(SemcacheError):

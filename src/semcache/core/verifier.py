@@ -106,7 +106,7 @@ class Verifier:
         x = (np.atleast_2d(features) - self.mean) / self.scale
         hidden = np.maximum(x @ self.w1 + self.b1, 0.0)
         logits = hidden @ self.w2 + self.b2
-        return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float32).reshape(-1)
+        return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logits, -40.0, 40.0))), dtype=np.float32).reshape(-1)
 
     def score(self, query: str, candidate: str, u: npt.NDArray[np.float32], v: npt.NDArray[np.float32]) -> float:
         """P(duplicate) for one pair."""

@@ -49,6 +49,21 @@ class FeedbackRequest(BaseModel):
     verdict: Literal["wrong", "right"]
 
 
+def _caller(request: Request) -> Caller:
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator.caller(request)
+
+
+def _admin(who: Annotated[Caller, Depends(_caller)]) -> Caller:
+    if not who.admin:
+        raise Forbidden("admin key required")
+    return who
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+AdminDep = Annotated[Caller, Depends(_admin)]
+
+
 def cache_headers(answer: Answer) -> dict[str, str]:
     """The x-semcache-* headers every answer carries."""
     c = answer.cache
@@ -87,22 +102,15 @@ def create_app(
     stats = metrics or Metrics()
     authenticator = auth or Authenticator({}, admin_digest=None)
 
-    def caller(request: Request) -> Caller:
-        return authenticator.caller(request)
-
-    def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
-        if not who.admin:
-            raise Forbidden("admin key required")
-        return who
-
-    CallerDep = Annotated[Caller, Depends(caller)]
-    AdminDep = Annotated[Caller, Depends(admin)]
+    app.state.authenticator = authenticator
 
     async def answer(prompt: Prompt, control: CacheControl, route: str, who: Caller) -> Answer:
         text = prompt.text
         try:
             if text is not None and len(text) > max_query_chars:
-                raise InvalidRequest(f"the prompt is longer than {max_query_chars} characters", param="query")
+                raise InvalidRequest(
+                    f"the prompt is longer than {max_query_chars} characters", param="query", status=422
+                )
             result = await service.answer(prompt, control, tenant=who.tenant)
         except SemcacheError as exc:
             stats.record_error(route=route, kind=type(exc).__name__)

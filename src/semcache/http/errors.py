@@ -38,7 +38,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidRequest)
     async def _bad(request: Request, exc: InvalidRequest) -> JSONResponse:
-        return JSONResponse(error_body(exc.message, "invalid_request_error", param=exc.param), status_code=400)
+        return JSONResponse(error_body(exc.message, "invalid_request_error", param=exc.param), status_code=exc.status)
 
     @app.exception_handler(UpstreamError)
     async def _upstream(request: Request, exc: UpstreamError) -> JSONResponse:

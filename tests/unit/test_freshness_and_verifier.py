@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semcache.adapters.memory_store import MemoryStore
+from semcache.core.freshness import FreshnessPolicy, is_volatile, quotes_dates_or_prices
+from semcache.core.models import CacheControl, Message, Prompt
+from semcache.core.service import CacheService, Policy
+from semcache.core.verifier import LEXICAL_FEATURES, Verifier, lexical_features
+from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
+
+pytestmark = pytest.mark.anyio
+
+
+def constant_verifier(probability_logit: float, dim: int = 64, threshold: float = 0.5) -> Verifier:
+    n = 1 + 2 * dim + LEXICAL_FEATURES
+    return Verifier(
+        version="test",
+        mean=np.zeros(n, np.float32),
+        scale=np.ones(n, np.float32),
+        w1=np.zeros((n, 4), np.float32),
+        b1=np.zeros(4, np.float32),
+        w2=np.zeros(4, np.float32),
+        b2=probability_logit,
+        threshold=threshold,
+        min_cosine=0.5,
+    )
+
+
+def ask(text: str) -> Prompt:
+    return Prompt(model="m", messages=(Message("user", text),))
+
+
+def service(policy: Policy, llm: ScriptedLLM | None = None) -> CacheService:
+    return CacheService(embedder=BagOfWordsEmbedder(), store=MemoryStore(), llm=llm or ScriptedLLM(), policy=policy)
+
+
+@pytest.mark.parametrize(
+    ("question", "volatile"),
+    [
+        ("What is the weather in Paris today?", True),
+        ("Who is the current president of France?", True),
+        ("What is the latest iPhone?", True),
+        ("Who won last night?", True),
+        ("Where do penguins live?", False),
+        ("What is electric current?", False),
+        ("How do I reset my Gmail password?", False),
+    ],
+)
+def test_volatile_questions(question: str, volatile: bool) -> None:
+    assert is_volatile(question) is volatile
+
+
+def test_dated_answers() -> None:
+    assert quotes_dates_or_prices("It costs $4.99 as of March 3")
+    assert quotes_dates_or_prices("The 2024 results were close")
+    assert not quotes_dates_or_prices("Boil it for ten minutes.")
+
+
+def test_freshness_policy_ttls() -> None:
+    policy = FreshnessPolicy(volatile_ttl_seconds=60, dated_answer_ttl_seconds=3600)
+    assert policy.ttl("weather today?", "sunny", 86400) == (60, "volatile")
+    assert policy.ttl("price history?", "It was $5 in 2019", 86400) == (3600, "dated")
+    assert policy.ttl("why is the sky blue?", "Rayleigh scattering", 86400) == (86400, "evergreen")
+    assert policy.ttl("why is the sky blue?", "Rayleigh scattering", 10) == (10, "evergreen")
+
+
+async def test_volatile_questions_get_the_short_ttl_and_no_semantic_hits() -> None:
+    svc = service(Policy(min_similarity=0.5, freshness=FreshnessPolicy(volatile_ttl_seconds=60)))
+    first = await svc.answer(ask("what is the weather in paris today"), tenant="t")
+    assert (first.cache.ttl_seconds, first.cache.freshness) == (60, "volatile")
+    assert (await svc.answer(ask("what is the weather in paris today"), tenant="t")).cache.tier == "exact"
+    near = await svc.answer(ask("what is the weather in paris today please"), tenant="t")
+    assert near.cache.status == "miss", "a paraphrase of a volatile question must not be served"
+
+
+async def test_volatile_ttl_zero_means_not_cached() -> None:
+    svc = service(Policy(freshness=FreshnessPolicy(volatile_ttl_seconds=0)))
+    first = await svc.answer(ask("who won last night"), tenant="t")
+    assert first.cache.status == "miss"
+    assert first.cache.reason == "time-sensitive question: not cached"
+    assert (await svc.answer(ask("who won last night"), tenant="t")).cache.status == "miss"
+
+
+async def test_dated_answers_get_the_shorter_ttl() -> None:
+    llm = ScriptedLLM()
+    llm.reply = "It cost $3 in 2021."
+    svc = service(Policy(ttl_seconds=604800, freshness=FreshnessPolicy(dated_answer_ttl_seconds=3600)), llm)
+    stored = await svc.answer(ask("how much was a coffee in rome"), tenant="t")
+    assert (stored.cache.ttl_seconds, stored.cache.freshness) == (3600, "dated")
+
+
+async def test_an_explicit_ttl_is_the_callers_choice() -> None:
+    svc = service(Policy(freshness=FreshnessPolicy(volatile_ttl_seconds=60)))
+    stored = await svc.answer(ask("weather in oslo today"), CacheControl(ttl_seconds=600), tenant="t")
+    assert stored.cache.ttl_seconds == 600
+
+
+async def test_the_verifier_decides_semantic_hits() -> None:
+    rejecting = service(Policy(min_similarity=0.5, verifier=constant_verifier(-10.0)))
+    await rejecting.answer(ask("how do I reset my gmail password"), tenant="t")
+    near = await rejecting.answer(ask("how do I reset my gmail password please"), tenant="t")
+    assert near.cache.status == "miss"
+
+    accepting = service(Policy(min_similarity=0.5, verifier=constant_verifier(10.0)))
+    await accepting.answer(ask("how do I reset my gmail password"), tenant="t")
+    near = await accepting.answer(ask("how do I reset my gmail password please"), tenant="t")
+    assert (near.cache.status, near.cache.tier) == ("hit", "semantic")
+    assert near.cache.confidence == pytest.approx(1.0, abs=1e-3)
+    # the floor still applies before the verifier is asked
+    assert (await accepting.answer(ask("what is the boiling point of water"), tenant="t")).cache.status == "miss"
+
+
+async def test_per_request_confidence_threshold() -> None:
+    svc = service(Policy(min_similarity=0.5, verifier=constant_verifier(0.0)))  # p = 0.5 for every pair
+    await svc.answer(ask("how do I reset my gmail password"), tenant="t")
+    strict = CacheControl(min_confidence=0.9)
+    assert (await svc.answer(ask("how do I reset my gmail password please"), strict, tenant="t")).cache.status == "miss"
+    lax = CacheControl(min_confidence=0.4)
+    assert (await svc.answer(ask("how do I reset my gmail password please"), lax, tenant="t")).cache.status == "hit"
+
+
+def test_lexical_features_see_what_embeddings_blur() -> None:
+    same = lexical_features("How do I reset my Gmail password?", "How do I reset my Gmail password?")
+    other = lexical_features("How do I reset my Gmail password?", "How do I reset my Yahoo password?")
+    numbers = lexical_features("Is 2 a prime?", "Is 9 a prime?")
+    negation = lexical_features("Is it safe?", "Is it not safe?")
+    assert same[0] == 1.0
+    assert other[0] < 1.0
+    assert other[10] > same[10], "a different capitalised name"
+    assert numbers[6] == 1.0
+    assert negation[8] == 1.0
+
+
+def test_verifier_round_trips_through_its_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    v = constant_verifier(2.0)
+    v.save(tmp_path / "v.npz")
+    loaded = Verifier.load(tmp_path / "v.npz")
+    x = np.random.default_rng(0).normal(size=(3, v.mean.shape[0])).astype(np.float32)
+    assert np.allclose(v.probability(x), loaded.probability(x), atol=1e-3)
+    assert (loaded.threshold, loaded.min_cosine, loaded.version) == (0.5, 0.5, "test")
