@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from semcache.adapters import openai_llm, redis_store
 from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.adapters.openai_llm import OpenAILLM
-from semcache.adapters.redis_store import RedisStore
+from semcache.adapters.redis_store import IndexMismatch, RedisStore
 from semcache.core.errors import ConfigError, StoreError
 from semcache.core.freshness import FreshnessPolicy
 from semcache.core.service import CacheService, Policy
@@ -42,6 +42,9 @@ class Components:
         try:
             created = await self.store.ensure_index()
             log.info("index %s %s", self.store.index_name, "created" if created else "ready")
+        except IndexMismatch as exc:
+            self.store.refuse(str(exc))
+            log.error("the cache is off: %s", exc)
         except StoreError as exc:
             log.warning("Redis is unreachable at start (%s); answering from the LLM until it is back", exc)
 

@@ -170,3 +170,30 @@ async def test_index_is_recreated_after_the_server_lost_it(rstore: RedisStore) -
     assert await rstore.search("s1", unit(1), k=1) == []
     await rstore.put(entry("a"), unit(1), 100)
     assert [m.entry.id for m in await rstore.search("s1", unit(1), k=1)] == ["a"]
+
+
+async def test_an_index_with_another_schema_is_refused_with_a_clear_message(redis_url: str, key_prefix: str) -> None:
+    from semcache.adapters.redis_store import IndexMismatch
+
+    client = redis_store.connect(redis_url, timeout_s=2, connect_timeout_s=2)
+    other = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM)
+    # Someone created our index name with 16-dimensional vectors.
+    await client.execute_command(  # type: ignore[no-untyped-call]
+        "FT.CREATE", other.index_name, "ON", "HASH", "PREFIX", "1", f"{key_prefix}x:", "SCHEMA",
+        "scope", "TAG", "vec", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", "16", "DISTANCE_METRIC", "COSINE",
+    )  # fmt: skip
+    try:
+        with pytest.raises(IndexMismatch, match=r"dimension 16, ours 8.*FT.DROPINDEX"):
+            await other.ensure_index()
+        other.refuse("refused for the test")
+        with pytest.raises(StoreError, match="refused"):
+            await other.get("a")
+        with pytest.raises(StoreError, match="refused"):
+            await other.search("s1", unit(1), k=1)
+    finally:
+        await client.execute_command("FT.DROPINDEX", other.index_name)  # type: ignore[no-untyped-call]
+        await other.close()
+
+
+async def test_ensure_index_accepts_its_own_index(rstore: RedisStore) -> None:
+    assert await rstore.ensure_index() is False

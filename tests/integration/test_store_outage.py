@@ -93,3 +93,39 @@ def test_a_slow_redis_costs_a_bounded_budget(own_redis: RedisServer, model_dir: 
     finally:
         admin.close()
         api.close()
+
+
+def test_an_index_with_another_schema_turns_the_cache_off_not_the_service(
+    redis_url: str, model_dir: Path, fake_openai: FakeOpenAI
+) -> None:
+    import uuid
+
+    import redis
+
+    from semcache.adapters.onnx_embedder import OnnxEmbedder
+    from semcache.adapters.redis_store import RedisStore, connect
+
+    prefix = f"mismatch{uuid.uuid4().hex[:8]}:"
+    embedder = OnnxEmbedder(model_dir / "model.onnx", model_dir / "tokenizer.json", name="all-MiniLM-L6-v2-int8")
+    index = RedisStore(connect(redis_url, timeout_s=1, connect_timeout_s=1), prefix=prefix, embedder_id=embedder.id,
+                       dim=embedder.dim).index_name  # fmt: skip
+    admin = redis.Redis.from_url(redis_url)
+    admin.execute_command(
+        "FT.CREATE", index, "ON", "HASH", "PREFIX", "1", f"{prefix}zz:", "SCHEMA",
+        "scope", "TAG", "vec", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "128", "DISTANCE_METRIC", "L2",
+    )  # fmt: skip
+    api = ApiServer(
+        redis_url=redis_url, model_dir=model_dir, openai_base_url=fake_openai.base_url, SEMCACHE_KEY_PREFIX=prefix
+    )
+    try:
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            health = http.get("/").json()
+            assert health["status"] == "degraded"
+            assert "dimension 128, ours 384" in health["store"]["error"]
+            answer = http.post("/api/query", json={"query": "Still answering?"})
+            assert answer.status_code == 200
+            assert answer.headers["x-semcache"] == "bypass"
+    finally:
+        api.close()
+        admin.execute_command("FT.DROPINDEX", index)
+        admin.close()

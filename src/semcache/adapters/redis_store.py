@@ -27,6 +27,12 @@ from semcache.core.models import Entry, Match, Usage
 from semcache.core.ports import Vector
 
 SCHEMA_VERSION = "2"
+
+
+class IndexMismatch(StoreError):
+    """An index of our name exists with a schema we cannot use."""
+
+
 _FIELDS = ("v", "scope", "query", "response", "model", "usage", "created_at", "tenant")
 
 
@@ -64,6 +70,15 @@ class RedisStore:
         self._key_prefix = f"{prefix}{tag}:e:"
         self.index_name = f"{prefix}{tag}:idx"
         self._index_ready = False
+        self._refused: str | None = None
+
+    def refuse(self, reason: str) -> None:
+        """Turn the cache off for good (until restart): every operation fails with reason, so requests bypass it."""
+        self._refused = reason
+
+    def _check_refused(self) -> None:
+        if self._refused is not None:
+            raise StoreError(self._refused)
 
     @property
     def client(self) -> Redis:
@@ -75,10 +90,49 @@ class RedisStore:
         return self._key_prefix + entry_id
 
     async def ensure_index(self) -> bool:
-        """Create the index if it does not exist; True if it was created. Call at start or deploy, not per request."""
+        """Create the index if it does not exist, or check the one there; True if it was created.
+
+        Call at start or deploy, not per request. An index of this name with another schema (another vector
+        dimension, metric or fields) is refused with IndexMismatch: vectors it holds are never compared with ours.
+        """
         created = await self._create_index()
+        if not created:
+            await self._check_index()
         self._index_ready = True
         return created
+
+    async def _check_index(self) -> None:
+        async with _translated("FT.INFO"):
+            info = await self._client.execute_command("FT.INFO", self.index_name)  # type: ignore[no-untyped-call]
+        fields = dict(zip(info[::2], info[1::2], strict=False)) if isinstance(info, list) else {}
+        definition = _pairs(fields.get(b"index_definition"))
+        found = {}
+        for attribute in fields.get(b"attributes") or []:
+            values = _pairs(attribute)
+            identifier = values.get(b"identifier")
+            if isinstance(identifier, bytes):
+                found[identifier.decode()] = values
+        vec, scope = found.get("vec", {}), found.get("scope", {})
+        problems = []
+        if definition.get(b"key_type", b"HASH") != b"HASH":
+            problems.append("it is not on HASH documents")
+        if scope.get(b"type") != b"TAG":
+            problems.append("its scope field is not a TAG")
+        if vec.get(b"type") != b"VECTOR":
+            problems.append("it has no vector field vec")
+        else:
+            raw_dim = vec.get(b"dim")
+            dim = int(raw_dim) if isinstance(raw_dim, bytes | int) else -1
+            if dim != self._dim:
+                problems.append(f"its vectors have dimension {dim}, ours {self._dim}")
+            metric = vec.get(b"distance_metric", b"COSINE")
+            if not isinstance(metric, bytes) or metric.upper() != b"COSINE":
+                problems.append("its distance metric is not COSINE")
+        if problems:
+            raise IndexMismatch(
+                f"index {self.index_name} exists with another schema ({'; '.join(problems)}): drop it "
+                f"(FT.DROPINDEX {self.index_name}) or set SEMCACHE_KEY_PREFIX to start a new one"
+            )
 
     async def _create_index(self) -> bool:
         async with _translated("FT.CREATE"):
@@ -97,12 +151,14 @@ class RedisStore:
 
     async def get(self, entry_id: str) -> Entry | None:
         """The entry with this id, or None."""
+        self._check_refused()
         async with _translated("HMGET"):
             read = await self._read([self.key(entry_id)])
         return read[0][0]
 
     async def search(self, scope: str, vector: Vector, k: int) -> list[Match]:
         """Up to k entries of this scope nearest to vector, most similar first."""
+        self._check_refused()
         if not self._index_ready:  # Redis was down at start: create the index as soon as it is back
             await self.ensure_index()
         blob = np.asarray(vector, dtype=np.float32).tobytes()
@@ -148,6 +204,7 @@ class RedisStore:
 
     async def put(self, entry: Entry, vector: Vector, ttl_seconds: int) -> None:
         """Store entry atomically, replacing any entry with its id; it expires after ttl_seconds."""
+        self._check_refused()
         if not self._index_ready:
             await self.ensure_index()
         key = self.key(entry.id)
@@ -171,6 +228,7 @@ class RedisStore:
 
     async def delete(self, entry_id: str) -> bool:
         """Remove an entry; True if it existed."""
+        self._check_refused()
         async with _translated("DEL"):
             return bool(await self._client.delete(self.key(entry_id)))
 
@@ -197,6 +255,7 @@ class RedisStore:
 
     async def ping(self) -> dict[str, object]:
         """Reachability and entry count, for the health check."""
+        self._check_refused()
         async with _translated("PING"):
             await self._client.ping()
             info = await self._client.execute_command("FT.INFO", self.index_name)  # type: ignore[no-untyped-call]
@@ -222,6 +281,13 @@ async def _batches(keys: AsyncIterator[bytes], size: int) -> AsyncIterator[list[
             batch = []
     if batch:
         yield batch
+
+
+def _pairs(value: object) -> dict[bytes, object]:
+    """A flat RESP2 [key, value, key, value, ...] reply as a dict (bytes keys)."""
+    if not isinstance(value, list):
+        return {}
+    return {k: v for k, v in zip(value[::2], value[1::2], strict=False) if isinstance(k, bytes)}
 
 
 def _is_missing_index(exc: ResponseError) -> bool:
