@@ -10,7 +10,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from semcache.core.errors import EmbedderError, StoreError
+from semcache.core.batching import EmbedBatcher
+from semcache.core.errors import EmbedderError, StoreError, UpstreamError
 from semcache.core.fingerprint import entry_id, normalize_text, scope_fingerprint
 from semcache.core.freshness import FreshnessPolicy, is_volatile
 from semcache.core.models import (
@@ -82,8 +83,12 @@ class CacheService:
         llm: LLM,
         policy: Policy,
         clock: Callable[[], float] = time.time,
+        embed_batch: int = 16,
+        embed_concurrency: int = 1,
     ) -> None:
         self._embedder = embedder
+        self._batcher = EmbedBatcher(embedder, max_batch=embed_batch, concurrency=embed_concurrency)
+        self._inflight: dict[str, asyncio.Future[Answer]] = {}
         self._store = store
         self._llm = llm
         self._policy = policy
@@ -110,6 +115,29 @@ class CacheService:
         normalized = normalize_text(text)
         scope = scope_fingerprint(prompt, tenant=tenant, embedder_id=self._embedder.id)
         eid = entry_id(scope, normalized)
+        leader = self._inflight.get(eid)
+        if leader is not None and control.mode is CacheMode.USE:
+            # The same question (same scope) is being answered right now: share that answer, not a second call.
+            return _shared(await asyncio.shield(leader))
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._inflight[eid] = future
+        try:
+            answer = await self._answer_scoped(prompt, control, text, normalized, scope, eid, tenant)
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else UpstreamError("the request was cancelled"))
+            raise
+        else:
+            future.set_result(answer)
+        finally:
+            if self._inflight.get(eid) is future:
+                del self._inflight[eid]
+        return answer
+
+    async def _answer_scoped(
+        self, prompt: Prompt, control: CacheControl, text: str, normalized: str, scope: str, eid: str, tenant: str
+    ) -> Answer:
+        """Lookup (unless refreshing), then the LLM on a miss."""
         vector: Vector | None = None
         lookup_ms: float | None = None
         if control.mode is CacheMode.USE:
@@ -122,7 +150,21 @@ class CacheService:
             lookup_ms = (time.perf_counter() - started) * 1000
             if hit is not None:
                 return replace(hit, lookup_ms=lookup_ms)
+        return await self._miss(prompt, control, text, normalized, scope, eid, vector, tenant, lookup_ms)
 
+    async def _miss(
+        self,
+        prompt: Prompt,
+        control: CacheControl,
+        text: str,
+        normalized: str,
+        scope: str,
+        eid: str,
+        vector: Vector | None,
+        tenant: str,
+        lookup_ms: float | None,
+    ) -> Answer:
+        """Call the LLM, return its answer, and store it if it is complete and may be kept."""
         answer = await self._from_llm(prompt, CacheInfo(status="miss"), lookup_ms=lookup_ms)
         completion = answer.completion
         assert completion is not None
@@ -236,6 +278,21 @@ class CacheService:
         if removed:
             log.info("entry %s removed after feedback", entry_id)
         return removed
+
+
+def _shared(answer: Answer) -> Answer:
+    """A follower's view of its leader's answer: served without a call of its own."""
+    info = answer.cache
+    if info.status == "miss":
+        info = replace(info, status="hit", tier="exact", reason="coalesced with an identical request in flight")
+    saved = answer.usage if answer.usage.total_tokens else answer.saved_usage
+    return replace(answer, cache=info, usage=Usage(), saved_usage=saved, completion=None, llm_ms=None)
+
+
+def _retrieve(future: asyncio.Future[Answer]) -> None:
+    """Mark a single-flight future's exception as seen when no follower waited for it."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _bypass_reason(prompt: Prompt, control: CacheControl, text: str | None) -> str | None:
