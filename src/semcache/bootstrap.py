@@ -130,6 +130,8 @@ def build(settings: Settings) -> Components:
         store=store,
         llm=OpenAILLM(client),
         policy=build_policy(settings),
+        embed_batch=settings.embed_batch,
+        embed_concurrency=settings.embed_concurrency,
     )
     return Components(settings=settings, service=service, store=store, redis=store.client, openai=client)
 

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     model_dir: Path = Field(Path(".local/models"), description="folder holding model.onnx and tokenizer.json")
     embedder_name: str = Field("all-MiniLM-L6-v2-int8", min_length=1)
     embed_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
+    embed_batch: int = Field(16, ge=1, le=256, description="most texts embedded in one model run (micro-batching)")
+    embed_concurrency: int = Field(1, ge=1, le=64, description="model runs at a time (about one per core)")
 
     ttl_seconds: int = Field(7 * 86400, ge=1, le=MAX_TTL_SECONDS, description="default lifetime of an entry")
     matcher: Literal["verifier", "cosine"] = Field(

@@ -1,0 +1,276 @@
+"""Latency, throughput and coalescing of semcache's own request path, in one run, side by side.
+
+    python bench/latency.py [--sizes 1000,10000] [--iterations 200]      (make bench; --sizes 1000,10000,100000
+                                                                          for the full profile)
+
+In-process: the real CacheService, the real ONNX embedder and verifier, the real Redis Stack (bundled, started
+here on a free port), and an LLM stand-in that answers at once (or after --llm-delay-s for the storm), so what is
+measured is semcache, not the network or a model. Figures are p50/p99 in milliseconds over interleaved
+iterations (exact hit, semantic hit, miss overhead and a bare embedding of the same text take turns), so machine
+noise hits all of them alike; ratios are against the bare embedding, the floor of any semantic lookup.
+Index fill: real embeddings of GPTCache's 999 source statements plus synthetic unit vectors up to the size.
+Results: a table on stdout and JSON under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import redis
+
+from semcache.adapters import redis_store
+from semcache.adapters.onnx_embedder import OnnxEmbedder
+from semcache.adapters.redis_store import RedisStore
+from semcache.core.fingerprint import entry_id, normalize_text, scope_fingerprint
+from semcache.core.models import Completion, Entry, Message, Prompt, Usage
+from semcache.core.service import CacheService, Policy
+from semcache.core.verifier import DEFAULT_PATH, Verifier
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("SEMCACHE_EVAL_DATA", ROOT.parent / "shared" / "data"))
+
+
+class InstantLLM:
+    """Answers at once (or after delay_s), counting calls."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.calls = 0
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        self.calls += 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        return Completion(f"answer to {prompt.text}", prompt.model, Usage(20, 40), True)
+
+
+def log(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+def ask(text: str) -> Prompt:
+    return Prompt(model="bench-model", messages=(Message("user", text),))
+
+
+async def fill(store: RedisStore, scope: str, size: int, texts: list[str], vectors: np.ndarray) -> None:
+    """Real entries for texts, then synthetic ones (random unit vectors) up to size, pipelined."""
+    rng = np.random.default_rng(0)
+    client = store.client
+    batch = 500
+    for start in range(0, size, batch):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(size, start + batch)):
+            if i < len(texts):
+                text, vec = texts[i], vectors[i]
+            else:
+                text = f"synthetic question {i} about topic {i % 97}"
+                vec = rng.normal(size=vectors.shape[1]).astype(np.float32)
+                vec /= np.linalg.norm(vec)
+            e = Entry(entry_id(scope, normalize_text(text)), scope, text, f"answer to {text}", "bench-model",
+                      Usage(20, 40), time.time(), tenant="bench")  # fmt: skip
+            pipe.hset(store.key(e.id), mapping={
+                "v": "2", "scope": scope, "query": text, "response": e.response, "model": e.model,
+                "usage": "[20, 40]", "created_at": e.created_at, "tenant": "bench", "vec": vec.tobytes(),
+            })  # fmt: skip
+            pipe.expire(store.key(e.id), 3600)
+        await pipe.execute()
+
+
+async def _throughput(svc: CacheService, hits: list[dict[str, str]], clients: int, seconds: float) -> float:
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(offset: int) -> None:
+        nonlocal done
+        i = offset
+        while time.perf_counter() < deadline:
+            await svc.answer(ask(hits[i % len(hits)]["similar"]), tenant="bench")
+            done += 1
+            i += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(clients)))
+    return done / (time.perf_counter() - started)
+
+
+async def run_size(size: int, args: argparse.Namespace, url: str, embedder: OnnxEmbedder, verifier: Verifier) -> dict:
+    pairs = json.loads((DATA / "gptcache" / "mock_data.json").read_text())
+    origins = [p["origin"] for p in pairs]
+    vectors = np.vstack([embedder.embed(origins[i : i + 8]) for i in range(0, len(origins), 8)])
+    log(f"{size}: embedded {len(origins)} source statements")
+    client = redis_store.connect(url, timeout_s=2, connect_timeout_s=2)
+    store = RedisStore(client, prefix=f"bench{uuid.uuid4().hex[:6]}:", embedder_id=embedder.id, dim=embedder.dim)
+    await store.ensure_index()
+    llm = InstantLLM()
+    policy = Policy(min_similarity=verifier.min_cosine, candidates=3, verifier=verifier)
+    service = CacheService(embedder=embedder, store=store, llm=llm, policy=policy, embed_concurrency=args.concurrency)
+    scope = scope_fingerprint(ask("x"), tenant="bench", embedder_id=embedder.id)
+    before = int((await client.info("memory"))["used_memory"])
+    await fill(store, scope, size, origins, vectors)
+    await asyncio.sleep(0.5)  # let the index catch up
+    log(f"{size}: index filled")
+    after = int((await client.info("memory"))["used_memory"])
+
+    # Paraphrases the shipped matcher serves (found once, then timed): the semantic-hit workload.
+    hits = []
+    for p in pairs[:300]:
+        a = await service.answer(ask(p["similar"]), tenant="bench")
+        if a.cache.tier == "semantic":
+            hits.append(p)
+        if len(hits) >= 40:
+            break
+    log(f"{size}: {len(hits)} served paraphrases found")
+    timings: dict[str, list[float]] = {"embed": [], "exact": [], "semantic": [], "miss": []}
+    for i in range(args.iterations):
+        p = hits[i % len(hits)]
+        started = time.perf_counter()
+        embedder.embed([normalize_text(p["similar"])])
+        timings["embed"].append((time.perf_counter() - started) * 1e3)
+        started = time.perf_counter()
+        a = await service.answer(ask(p["origin"]), tenant="bench")
+        timings["exact"].append((time.perf_counter() - started) * 1e3)
+        assert a.cache.tier == "exact"
+        started = time.perf_counter()
+        a = await service.answer(ask(p["similar"]), tenant="bench")
+        timings["semantic"].append((time.perf_counter() - started) * 1e3)
+        assert a.cache.tier == "semantic", a.cache
+        started = time.perf_counter()
+        a = await service.answer(ask(f"{p['similar']} ({uuid.uuid4().hex[:8]} variant)"), tenant="bench")
+        timings["miss"].append((time.perf_counter() - started) * 1e3)
+    result = {
+        "entries": size,
+        "memory_per_entry_bytes": round((after - before) / size),
+        **{f"{k}_ms": {"p50": pct(v, 0.5), "p99": pct(v, 0.99)} for k, v in timings.items()},
+    }
+    result["semantic_over_embed_p50"] = round(result["semantic_ms"]["p50"] / result["embed_ms"]["p50"], 3)
+    result["exact_over_embed_p50"] = round(result["exact_ms"]["p50"] / result["embed_ms"]["p50"], 3)
+
+    # Throughput of semantic hits with `clients` concurrent callers, with and without micro-batching, in
+    # alternating rounds (the machine is shared: interleaving spreads its noise over both).
+    rates: dict[str, list[float]] = {"batched": [], "unbatched": [], "one_at_a_time": []}
+    variants = (("batched", args.embed_batch, args.concurrency), ("unbatched", 1, args.concurrency),
+                ("one_at_a_time", 1, 1))  # fmt: skip
+    for _ in range(args.rounds):
+        for label, batch, runs in variants:
+            svc = CacheService(embedder=embedder, store=store, llm=llm, policy=policy, embed_batch=batch,
+                               embed_concurrency=runs)  # fmt: skip
+            rates[label].append(await _throughput(svc, hits, args.clients, args.seconds))
+    for label, values in rates.items():
+        result[f"semantic_hits_per_s_{label}"] = round(statistics.median(values), 1)
+    result["batched_over_unbatched"] = round(
+        result["semantic_hits_per_s_batched"] / result["semantic_hits_per_s_unbatched"], 2
+    )
+    result["batched_over_one_at_a_time"] = round(
+        result["semantic_hits_per_s_batched"] / result["semantic_hits_per_s_one_at_a_time"], 2
+    )
+    await client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
+    await store.close()
+    return result
+
+
+async def storm(url: str, embedder: OnnxEmbedder, verifier: Verifier, n: int, delay_s: float) -> dict:
+    """n identical concurrent misses, and n distinct ones, against an LLM that takes delay_s."""
+    client = redis_store.connect(url, timeout_s=2, connect_timeout_s=2)
+    store = RedisStore(client, prefix=f"storm{uuid.uuid4().hex[:6]}:", embedder_id=embedder.id, dim=embedder.dim)
+    await store.ensure_index()
+    out: dict[str, object] = {"requests": n, "llm_delay_s": delay_s}
+    for label, texts in (("identical", ["What is the meaning of life?"] * n),
+                         ("distinct", [f"Distinct question number {i}?" for i in range(n)])):  # fmt: skip
+        llm = InstantLLM(delay_s)
+        policy = Policy(min_similarity=verifier.min_cosine, candidates=3, verifier=verifier)
+        service = CacheService(embedder=embedder, store=store, llm=llm, policy=policy, embed_concurrency=2)
+        started = time.perf_counter()
+        results = await asyncio.gather(*(service.answer(ask(t), tenant="bench") for t in texts), return_exceptions=True)
+        out[label] = {
+            "wall_s": round(time.perf_counter() - started, 2),
+            "llm_calls": llm.calls,
+            "errors": sum(isinstance(r, BaseException) for r in results),
+        }
+    await client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
+    await store.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=16, help="concurrent callers in the throughput test")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each throughput round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating throughput rounds per variant")
+    parser.add_argument("--concurrency", type=int, default=2, help="model runs at a time (cores)")
+    parser.add_argument("--embed-batch", type=int, default=16, help="micro-batch size compared with 1")
+    parser.add_argument("--storm", type=int, default=1000, help="concurrent misses in the storm test")
+    parser.add_argument("--llm-delay-s", type=float, default=1.0)
+    args = parser.parse_args()
+    models = ROOT / ".local" / "models"
+    embedder = OnnxEmbedder(models / "model.onnx", models / "tokenizer.json", name="all-MiniLM-L6-v2-int8")
+    verifier = Verifier.load(DEFAULT_PATH)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "local/redis_stack.py"), "serve", "--port", str(port), "--no-aof",
+         "--data", str(ROOT / ".local/bench-redis")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the server is stopped on timeout too
+    try:
+        probe = redis.Redis(port=port)
+        for _ in range(200):
+            try:
+                probe.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        probe.close()
+        url = f"redis://127.0.0.1:{port}/0"
+        report: dict[str, object] = {"machine": f"{os.cpu_count()} cores", "sizes": []}
+        for size in (int(s) for s in args.sizes.split(",")):
+            r = asyncio.run(run_size(size, args, url, embedder, verifier))
+            report["sizes"].append(r)  # type: ignore[union-attr]
+            print(
+                f"{size:>7} entries: embed p50 {r['embed_ms']['p50']:6.2f} ms | exact p50 {r['exact_ms']['p50']:5.2f}"
+                f" p99 {r['exact_ms']['p99']:5.2f} | semantic p50 {r['semantic_ms']['p50']:6.2f} p99"
+                f" {r['semantic_ms']['p99']:6.2f} ({r['semantic_over_embed_p50']}x embed) | miss overhead p50"
+                f" {r['miss_ms']['p50']:6.2f} | {r['memory_per_entry_bytes']} B/entry | semantic hits/s"
+                f" {r['semantic_hits_per_s_batched']} batched, {r['semantic_hits_per_s_unbatched']} unbatched,"
+                f" {r['semantic_hits_per_s_one_at_a_time']} one at a time ({r['batched_over_one_at_a_time']}x)",
+                flush=True,
+            )
+        s = asyncio.run(storm(url, embedder, verifier, args.storm, args.llm_delay_s))
+        report["storm"] = s
+        print(f"storm of {args.storm} concurrent misses, LLM {args.llm_delay_s}s: identical {s['identical']}, "
+              f"distinct {s['distinct']}")  # fmt: skip
+        out = ROOT / "bench" / "results" / f"latency-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {out.relative_to(ROOT)}")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
