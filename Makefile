@@ -20,7 +20,7 @@ PY312 := $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.pyenv
 export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
 
 .PHONY: run test lint typecheck pytest sync models redis clean sam-validate sam-build sam-check coldstart eval \
-	train-verifier fuzz
+	train-verifier fuzz bench bench-full
 
 SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
 ARCH ?= arm64
@@ -65,6 +65,12 @@ sam-check: sam-validate
 	LAMBDA_ARCH=x86_64 $(SAM) build --build-in-source --build-dir .aws-sam/build-x86_64 \
 		--parameter-overrides Architecture=x86_64
 	$(UV) run --locked python infra/check_build.py --build-dir .aws-sam/build-x86_64 --smoke --python $(UV_PYTHON)
+
+bench: sync models ## our request path: latency, throughput, miss storm (quick profile; BENCH_SIZES for more)
+	$(UV) run --locked python bench/latency.py --sizes $(or $(BENCH_SIZES),1000,10000)
+
+bench-full: sync models ## the fuller profile, up to 100k entries
+	$(UV) run --locked python bench/latency.py --sizes 1000,10000,100000 --iterations 400 --rounds 5
 
 eval: sync models ## measure the matcher on ../shared/data: writes docs/quality/eval.json and pr_curve.png
 	$(UV) run --locked python eval/run_eval.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -46,8 +47,10 @@ class Settings(BaseSettings):
     model_dir: Path = Field(Path(".local/models"), description="folder holding model.onnx and tokenizer.json")
     embedder_name: str = Field("all-MiniLM-L6-v2-int8", min_length=1)
     embed_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
-    embed_batch: int = Field(16, ge=1, le=256, description="most texts embedded in one model run (micro-batching)")
-    embed_concurrency: int = Field(1, ge=1, le=64, description="model runs at a time (about one per core)")
+    embed_batch: int = Field(8, ge=1, le=256, description="most texts embedded in one model run (micro-batching)")
+    embed_concurrency: int = Field(
+        default_factory=lambda: min(8, os.cpu_count() or 1), ge=1, le=64, description="model runs at a time (cores)"
+    )
 
     ttl_seconds: int = Field(7 * 86400, ge=1, le=MAX_TTL_SECONDS, description="default lifetime of an entry")
     matcher: Literal["verifier", "cosine"] = Field(
