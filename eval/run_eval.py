@@ -26,7 +26,7 @@ from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.core.freshness import is_volatile
 from semcache.core.models import Completion, Message, Prompt, Usage
 from semcache.core.service import CacheService, Policy
-from semcache.core.verifier import DEFAULT_PATH, Verifier, pair_features
+from semcache.core.verifier import DEFAULT_PATH, Verifier, numbers_differ, pair_features
 
 BASELINE_THRESHOLDS = (0.85, 0.90)
 
@@ -51,12 +51,19 @@ def curve(score: np.ndarray, eligible: np.ndarray, truth: np.ndarray, grid: np.n
     return [{"threshold": round(float(t), 3), **rates(eligible & (score >= t), truth)} for t in grid]
 
 
+def _scores(verifier: Verifier, queries: list[str], candidates: list[str], q: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Verifier.score for many pairs at once (the network in one batch, the number rule per pair)."""
+    p = verifier.probability(pair_matrix(queries, candidates, q, c))
+    differ = np.array([numbers_differ(a, b) for a, b in zip(queries, candidates, strict=True)])
+    return np.where(differ, 0.0, p)
+
+
 def qqp_figures(e: OnnxEmbedder, verifier: Verifier, split: str) -> dict[str, object]:
     pairs = qqp(split)
     v = embed_cached(pairs.a + pairs.b, e.embed, e.id, batch=8)
     va, vb, truth = v[: len(pairs.a)], v[len(pairs.a) :], pairs.duplicate
     cosine = np.sum(va * vb, axis=1)
-    p = verifier.probability(pair_matrix(pairs.b, pairs.a, vb, va))
+    p = _scores(verifier, pairs.b, pairs.a, vb, va)
     eligible = cosine >= verifier.min_cosine
     return {
         "duplicates": int(truth.sum()),
@@ -72,7 +79,7 @@ def gptcache_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
     v = embed_cached(pairs.a + pairs.b, e.embed, e.id, batch=8)
     va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
     cosine = np.sum(va * vb, axis=1)
-    p = verifier.probability(pair_matrix(pairs.b, pairs.a, vb, va))
+    p = _scores(verifier, pairs.b, pairs.a, vb, va)
     return {
         "pairs": len(pairs.a),
         "verifier_recall": round(float(np.mean((cosine >= verifier.min_cosine) & (p >= verifier.threshold))), 4),

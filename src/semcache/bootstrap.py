@@ -81,7 +81,10 @@ def build_embedder(settings: Settings) -> OnnxEmbedder:
 def build_store(settings: Settings, embedder: OnnxEmbedder) -> RedisStore:
     """The Redis store for this embedder's vectors (no network I/O until first used)."""
     redis = redis_store.connect(
-        settings.redis_url, timeout_s=settings.redis_timeout_s, connect_timeout_s=settings.redis_connect_timeout_s
+        settings.redis_url,
+        timeout_s=settings.redis_timeout_s,
+        connect_timeout_s=settings.redis_connect_timeout_s,
+        max_connections=settings.redis_max_connections,
     )
     return RedisStore(redis, prefix=settings.key_prefix, embedder_id=embedder.id, dim=embedder.dim)
 

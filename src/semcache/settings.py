@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     key_prefix: str = Field("semcache:", description="prefix of every key and index semcache creates")
     redis_timeout_s: float = Field(0.25, gt=0, le=5, description="budget of one Redis round trip")
     redis_connect_timeout_s: float = Field(1.0, gt=0, le=10, description="budget to open a Redis connection")
+    redis_max_connections: int = Field(64, ge=1, le=10_000, description="Redis connections per process")
 
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SEMCACHE_OPENAI_API_KEY", "OPENAI_API_KEY")

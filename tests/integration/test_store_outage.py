@@ -129,3 +129,43 @@ def test_an_index_with_another_schema_turns_the_cache_off_not_the_service(
         api.close()
         admin.execute_command("FT.DROPINDEX", index)
         admin.close()
+
+
+def test_every_request_is_answered_while_redis_stops_and_restarts_under_load(
+    own_redis: RedisServer, model_dir: Path, fake_openai: FakeOpenAI
+) -> None:
+    import threading
+    import time
+
+    api = ApiServer(redis_url=own_redis.url, model_dir=model_dir, openai_base_url=fake_openai.base_url)
+    statuses: list[int] = []
+    cache: list[str] = []
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            i = 0
+            while not stop.is_set():
+                r = http.post("/api/query", json={"query": f"Load question {i % 5} from worker {worker}"})
+                statuses.append(r.status_code)
+                cache.append(r.headers.get("x-semcache", "?"))
+                i += 1
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(6)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        own_redis.stop()
+        time.sleep(1.5)
+        own_redis.start()
+        time.sleep(2.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        api.close()
+    assert len(statuses) > 30
+    assert set(statuses) == {200}, f"{len(statuses) - statuses.count(200)} of {len(statuses)} requests failed"
+    assert {"hit", "bypass"} <= set(cache), "expected hits before the stop and bypasses while it was down"
+    assert cache[-1] in ("hit", "miss"), "caching resumed after the restart"

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import numpy as np
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
@@ -36,10 +36,13 @@ class IndexMismatch(StoreError):
 _FIELDS = ("v", "scope", "query", "response", "model", "usage", "created_at", "tenant")
 
 
-def connect(url: str, *, timeout_s: float, connect_timeout_s: float) -> Redis:
-    """A client that fails fast: bounded socket timeouts and no retries (the cache is optional, the LLM is not)."""
-    client: Redis = Redis.from_url(
+def connect(url: str, *, timeout_s: float, connect_timeout_s: float, max_connections: int = 64) -> Redis:
+    """A client that fails fast: bounded socket timeouts, no retries (the cache is optional, the LLM is not), and a
+    bounded pool whose callers wait for a free connection (within the same budget) instead of failing at once."""
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=connect_timeout_s,
         retry=Retry(NoBackoff(), 0),
@@ -47,7 +50,7 @@ def connect(url: str, *, timeout_s: float, connect_timeout_s: float) -> Redis:
         protocol=2,  # RESP2 replies to FT.* are the same on every managed service
         health_check_interval=30,
     )
-    return client
+    return Redis(connection_pool=pool)
 
 
 @asynccontextmanager
@@ -268,8 +271,9 @@ class RedisStore:
         }
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the client and its connection pool."""
         await self._client.aclose()
+        await self._client.connection_pool.disconnect()
 
 
 async def _batches(keys: AsyncIterator[bytes], size: int) -> AsyncIterator[list[bytes]]:

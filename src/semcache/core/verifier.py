@@ -77,6 +77,11 @@ def lexical_features(query: str, candidate: str) -> npt.NDArray[np.float32]:
     )
 
 
+def numbers_differ(query: str, candidate: str) -> bool:
+    """True if the two texts do not name the same numbers ("top 5" and "top 10" are different questions)."""
+    return set(_NUMBER.findall(query)) != set(_NUMBER.findall(candidate))
+
+
 def pair_features(
     query: str, candidate: str, u: npt.NDArray[np.float32], v: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]:
@@ -109,7 +114,9 @@ class Verifier:
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logits, -40.0, 40.0))), dtype=np.float32).reshape(-1)
 
     def score(self, query: str, candidate: str, u: npt.NDArray[np.float32], v: npt.NDArray[np.float32]) -> float:
-        """P(duplicate) for one pair."""
+        """P(duplicate) for one pair; 0 when the two name different numbers (the answer depends on them)."""
+        if numbers_differ(query, candidate):
+            return 0.0
         return float(self.probability(pair_features(query, candidate, u, v))[0])
 
     def save(self, path: Path) -> None:
