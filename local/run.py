@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +24,12 @@ from artifacts import ensure_models
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if this process dies without cleaning up (kill -9, a killed wrapper)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def say(message: str) -> None:
@@ -76,6 +84,7 @@ def start_redis(children: list[subprocess.Popen[bytes]]) -> str:
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "redis_stack.py"), "serve", "--port", str(port)],
         stdout=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
     )
     children.append(proc)
     _wait_for(url, proc)
@@ -84,7 +93,11 @@ def start_redis(children: list[subprocess.Popen[bytes]]) -> str:
 
 def start_fake_openai(children: list[subprocess.Popen[bytes]]) -> str:
     port = os.environ.get("FAKE_OPENAI_PORT", "0")
-    proc = subprocess.Popen([sys.executable, str(HERE / "fake_openai.py"), "--port", port], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "fake_openai.py"), "--port", port],
+        stdout=subprocess.PIPE,
+        preexec_fn=_die_with_parent,
+    )
     children.append(proc)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode().strip()
