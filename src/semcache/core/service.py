@@ -302,7 +302,7 @@ def _bypass_reason(prompt: Prompt, control: CacheControl, text: str | None) -> s
         return prompt.uncacheable
     if text is None:
         return "the last turn is not plain text from the user"
-    if not normalize_text(text):
+    if not text.strip():
         return "empty text"
     return None
 
