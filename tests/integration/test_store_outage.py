@@ -13,6 +13,19 @@ from tests.conftest import FakeOpenAI, RedisServer, free_port
 from tests.integration.conftest import ApiServer
 
 
+def first_cached(http: httpx.Client, body: dict[str, object], seconds: float = 10.0) -> httpx.Response:
+    """Ask until the cache takes part again (after an outage the store is paused for up to a few seconds)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        response = http.post("/api/query", json=body)
+        assert response.status_code == 200
+        if response.headers["x-semcache"] != "bypass" or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(free_port(), tmp_path)
@@ -36,7 +49,7 @@ def test_redis_down_at_start_then_back(model_dir: Path, fake_openai: FakeOpenAI,
             assert down.json()["response"] == "[offline answer] Is Redis up yet?"
 
             redis.start()
-            assert http.post("/api/query", json={"query": "Is Redis up yet?"}).headers["x-semcache"] == "miss"
+            assert first_cached(http, {"query": "Is Redis up yet?"}).headers["x-semcache"] == "miss"
             assert http.post("/api/query", json={"query": "Is Redis up yet?"}).headers["x-semcache"] == "hit"
     finally:
         api.close()
@@ -59,7 +72,7 @@ def test_redis_dies_mid_traffic_and_comes_back(
             assert {r.headers["x-semcache"] for r in statuses} == {"bypass"}
 
             own_redis.start()  # without AOF in tests: it comes back empty, index included
-            assert http.post("/api/query", json=q).headers["x-semcache"] == "miss"
+            assert first_cached(http, q).headers["x-semcache"] == "miss"
             assert http.post("/api/query", json=q).headers["x-semcache"] == "hit"
     finally:
         api.close()
@@ -89,7 +102,7 @@ def test_a_slow_redis_costs_a_bounded_budget(own_redis: RedisServer, model_dir: 
             assert slow.headers["x-semcache"] == "bypass"
             assert elapsed < 2.0, f"a stalled Redis held the request for {elapsed:.2f} s"
             admin.execute_command("CLIENT", "UNPAUSE")
-            assert http.post("/api/query", json=q).headers["x-semcache"] == "hit"
+            assert first_cached(http, q).headers["x-semcache"] == "hit"
     finally:
         admin.close()
         api.close()
@@ -159,7 +172,11 @@ def test_every_request_is_answered_while_redis_stops_and_restarts_under_load(
         own_redis.stop()
         time.sleep(1.5)
         own_redis.start()
-        time.sleep(2.0)
+        restarted = len(cache)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not {"hit", "miss"} & set(cache[restarted:]):
+            time.sleep(0.2)
+        time.sleep(0.5)
     finally:
         stop.set()
         for t in threads:
@@ -168,4 +185,4 @@ def test_every_request_is_answered_while_redis_stops_and_restarts_under_load(
     assert len(statuses) > 30
     assert set(statuses) == {200}, f"{len(statuses) - statuses.count(200)} of {len(statuses)} requests failed"
     assert {"hit", "bypass"} <= set(cache), "expected hits before the stop and bypasses while it was down"
-    assert cache[-1] in ("hit", "miss"), "caching resumed after the restart"
+    assert {"hit", "miss"} & set(cache[restarted:]), "caching resumed after the restart"

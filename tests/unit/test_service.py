@@ -60,7 +60,7 @@ def store(clock: Clock) -> FailingStore:
 @pytest.fixture
 def service(embedder: BagOfWordsEmbedder, store: FailingStore, llm: ScriptedLLM, clock: Clock) -> CacheService:
     policy = Policy(ttl_seconds=60, min_similarity=0.8)
-    return CacheService(embedder=embedder, store=store, llm=llm, policy=policy, clock=clock)
+    return CacheService(embedder=embedder, store=store, llm=llm, policy=policy, clock=clock, monotonic=clock)
 
 
 def ask(text: str, **kw: object) -> Prompt:
@@ -183,14 +183,33 @@ async def test_upstream_errors_propagate_and_store_nothing(
     assert (await store.ping())["entries"] == 0
 
 
-async def test_store_down_answers_from_the_llm(service: CacheService, store: FailingStore, llm: ScriptedLLM) -> None:
+async def test_store_down_answers_from_the_llm_and_pauses_the_store(
+    service: CacheService, store: FailingStore, llm: ScriptedLLM, clock: Clock
+) -> None:
     store.down = True
     answer = await service.answer(ask("q1"), tenant="t")
     assert answer.cache.status == "bypass"
     assert answer.text == "answer to q1"
     store.down = False
+    # within the pause the store is not asked at all, even though it is back
+    assert (await service.answer(ask("q1"), tenant="t")).cache.status == "bypass"
+    clock.now += 0.6
     assert (await service.answer(ask("q1"), tenant="t")).cache.status == "miss"
     assert (await service.answer(ask("q1"), tenant="t")).cache.status == "hit"
+
+
+async def test_the_pause_grows_while_the_store_stays_down(
+    service: CacheService, store: FailingStore, clock: Clock
+) -> None:
+    store.down = True
+    await service.answer(ask("q1"), tenant="t")  # pause 0.5 s
+    clock.now += 0.6
+    await service.answer(ask("q1"), tenant="t")  # fails again: pause 1 s
+    store.down = False
+    clock.now += 0.6
+    assert (await service.answer(ask("q1"), tenant="t")).cache.status == "bypass"
+    clock.now += 0.5
+    assert (await service.answer(ask("q1"), tenant="t")).cache.status == "miss"
 
 
 async def test_embedder_failure_answers_from_the_llm(service: CacheService, embedder: BagOfWordsEmbedder) -> None:

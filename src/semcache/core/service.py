@@ -85,10 +85,12 @@ class CacheService:
         clock: Callable[[], float] = time.time,
         embed_batch: int = 16,
         embed_concurrency: int = 1,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._embedder = embedder
         self._batcher = EmbedBatcher(embedder, max_batch=embed_batch, concurrency=embed_concurrency)
         self._inflight: dict[str, asyncio.Future[Answer]] = {}
+        self._breaker = _Breaker(monotonic)
         self._store = store
         self._llm = llm
         self._policy = policy
@@ -140,13 +142,18 @@ class CacheService:
         """Lookup (unless refreshing), then the LLM on a miss."""
         vector: Vector | None = None
         lookup_ms: float | None = None
+        if not self._breaker.closed():
+            # The store failed moments ago: do not make this request wait for it to fail again.
+            return await self._from_llm(prompt, CacheInfo(status="bypass", reason="cache unavailable"))
         if control.mode is CacheMode.USE:
             started = time.perf_counter()
             try:
                 hit, vector = await self._lookup(scope, eid, normalized, control)
             except (StoreError, EmbedderError) as exc:
+                self._breaker.failed()
                 log.warning("cache lookup failed, answering from the LLM: %s", exc)
                 return await self._from_llm(prompt, CacheInfo(status="bypass", reason="cache unavailable"))
+            self._breaker.succeeded()
             lookup_ms = (time.perf_counter() - started) * 1000
             if hit is not None:
                 return replace(hit, lookup_ms=lookup_ms)
@@ -193,6 +200,7 @@ class CacheService:
                 vector = await self._embed(normalized)
             await self._store.put(entry, vector, ttl)
         except (StoreError, EmbedderError) as exc:
+            self._breaker.failed()
             log.warning("could not store the answer: %s", exc)
             return replace(answer, cache=CacheInfo(status="miss", reason="answer not stored"))
         info = CacheInfo(status="miss", entry_id=eid, ttl_seconds=ttl, freshness=freshness, scope=scope)
@@ -278,6 +286,30 @@ class CacheService:
         if removed:
             log.info("entry %s removed after feedback", entry_id)
         return removed
+
+
+class _Breaker:
+    """After a store failure, skip the store for a while (0.5 s, doubling to 5 s) instead of failing per request.
+
+    Requests stay answered either way; this keeps a dead or black-holed Redis from adding its timeout to each one.
+    The first request after the pause tries the store again, and one success closes the breaker.
+    """
+
+    def __init__(self, monotonic: Callable[[], float], first_s: float = 0.5, max_s: float = 5.0) -> None:
+        self._now = monotonic
+        self._first, self._max = first_s, max_s
+        self._pause = 0.0
+        self._until = 0.0
+
+    def closed(self) -> bool:
+        return self._now() >= self._until
+
+    def failed(self) -> None:
+        self._pause = min(self._max, self._pause * 2 if self._pause else self._first)
+        self._until = self._now() + self._pause
+
+    def succeeded(self) -> None:
+        self._pause = 0.0
 
 
 def _shared(answer: Answer) -> Answer:
