@@ -101,3 +101,11 @@ async def test_embedder_failure_reaches_every_waiting_caller() -> None:
     batcher = EmbedBatcher(embedder, max_batch=4)
     results = await asyncio.gather(*(batcher.embed(f"t{i}") for i in range(6)), return_exceptions=True)
     assert all(isinstance(r, EmbedderError) for r in results)
+
+
+async def test_the_service_embeds_through_the_batcher() -> None:
+    embedder = CountingEmbedder()
+    service = CacheService(embedder=embedder, store=MemoryStore(), llm=ScriptedLLM(), policy=Policy(), embed_batch=8)
+    await asyncio.gather(*(service.answer(ask(f"distinct question {i} about {i * 7}"), tenant="t") for i in range(24)))
+    assert sum(embedder.batches) >= 24
+    assert len(embedder.batches) < sum(embedder.batches), "concurrent requests should share model runs"

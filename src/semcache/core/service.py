@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from semcache.core.batching import EmbedBatcher
 from semcache.core.errors import EmbedderError, StoreError, UpstreamError
 from semcache.core.fingerprint import entry_id, normalize_text, scope_fingerprint
@@ -258,13 +256,7 @@ class CacheService:
         return None, vector
 
     async def _embed(self, text: str) -> Vector:
-        try:
-            vectors = await asyncio.to_thread(self._embedder.embed, [text])
-        except EmbedderError:
-            raise
-        except Exception as exc:
-            raise EmbedderError(f"embedding failed: {exc!r}") from exc
-        return np.asarray(vectors[0], dtype=np.float32)
+        return await self._batcher.embed(text)
 
     async def delete(self, entry_id: str, *, tenant: str | None) -> bool:
         """Remove one entry of tenant (any tenant's if None); True if it existed."""
