@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import redis
+from _redis import bundled_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,12 +39,6 @@ handler.close()
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
@@ -55,23 +47,10 @@ def main() -> None:
     )
     parser.add_argument("--python", default=sys.executable, help="the interpreter for --build-dir (3.12)")
     args = parser.parse_args()
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "local/redis_stack.py"), "serve", "--port", str(port), "--no-aof",
-         "--data", str(ROOT / ".local/bench-redis")],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        client = redis.Redis(port=port)
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+    with bundled_redis() as url:
         env = {
             **os.environ,
-            "SEMCACHE_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "SEMCACHE_REDIS_URL": url,
             "SEMCACHE_MODEL_DIR": str(ROOT / ".local/models"),
             "OPENAI_API_KEY": "sk-bench",
             "SEMCACHE_METRICS_EMF": "true",
@@ -94,9 +73,6 @@ def main() -> None:
         source = str(args.build_dir) if args.build_dir else "venv"
         summary = {"benchmark": "coldstart", "source": source, "runs": len(runs), "median": medians}
         print(json.dumps({**summary, "target_init_ms": 1000}))
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":

@@ -19,17 +19,14 @@ import asyncio
 import itertools
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
-import redis
+from _redis import bundled_redis
 
 from semcache.adapters import redis_store
 from semcache.adapters.onnx_embedder import OnnxEmbedder
@@ -59,12 +56,6 @@ class InstantLLM:
 
 def log(message: str) -> None:
     print(f"  .. {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -237,24 +228,7 @@ def main() -> None:
     models = ROOT / ".local" / "models"
     embedder = OnnxEmbedder(models / "model.onnx", models / "tokenizer.json", name="all-MiniLM-L6-v2-int8")
     verifier = Verifier.load(DEFAULT_PATH)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "local/redis_stack.py"), "serve", "--port", str(port), "--no-aof",
-         "--data", str(ROOT / ".local/bench-redis")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the server is stopped on timeout too
-    try:
-        probe = redis.Redis(port=port)
-        for _ in range(200):
-            try:
-                probe.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        probe.close()
-        url = f"redis://127.0.0.1:{port}/0"
+    with bundled_redis() as url:
         report: dict[str, object] = {"machine": f"{os.cpu_count()} cores", "sizes": []}
         for size in (int(s) for s in args.sizes.split(",")):
             r = asyncio.run(run_size(size, args, url, embedder, verifier))
@@ -275,9 +249,6 @@ def main() -> None:
         out = ROOT / "bench" / "results" / f"latency-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {out.relative_to(ROOT)}")
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":
