@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from data import ROOT, embed_cached, gptcache_paraphrases, meancache_conversations, qqp
 from features import pair_matrix
+from train_verifier import embedder
 
 from semcache.adapters.memory_store import MemoryStore
 from semcache.adapters.onnx_embedder import OnnxEmbedder
@@ -29,11 +30,6 @@ from semcache.core.service import CacheService, Policy
 from semcache.core.verifier import DEFAULT_PATH, Verifier, numbers_differ, pair_features
 
 BASELINE_THRESHOLDS = (0.85, 0.90)
-
-
-def embedder() -> OnnxEmbedder:
-    models = ROOT / ".local" / "models"
-    return OnnxEmbedder(models / "model.onnx", models / "tokenizer.json", name="all-MiniLM-L6-v2-int8", threads=2)
 
 
 def rates(served: np.ndarray, truth: np.ndarray) -> dict[str, float]:
