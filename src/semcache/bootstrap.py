@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import openai
 from fastapi import FastAPI
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from semcache.adapters import openai_llm, redis_store
+from semcache.adapters import redis_store
 from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.adapters.openai_llm import OpenAILLM
 from semcache.adapters.redis_store import IndexMismatch, RedisStore
@@ -35,7 +34,7 @@ class Components:
     service: CacheService
     store: RedisStore
     redis: Redis
-    openai: openai.AsyncOpenAI
+    llm: OpenAILLM
 
     async def start(self) -> None:
         """Create the index; if Redis is unreachable, serve from the LLM and create it when Redis is back."""
@@ -47,11 +46,12 @@ class Components:
             log.error("the cache is off: %s", exc)
         except StoreError as exc:
             log.warning("Redis is unreachable at start (%s); answering from the LLM until it is back", exc)
+        self.llm.preload()  # the OpenAI SDK, on a thread: hits never wait for it, the first miss rarely does
 
     async def close(self) -> None:
         """Close the network clients."""
         await self.store.close()
-        await self.openai.close()
+        await self.llm.close()
 
 
 def load_settings() -> Settings:
@@ -122,7 +122,7 @@ def build(settings: Settings) -> Components:
         )
     embedder = build_embedder(settings)
     store = build_store(settings, embedder)
-    client = openai_llm.connect(
+    llm = OpenAILLM(  # the SDK is imported on first use or by llm.preload(), not here: see openai_llm
         api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,
         timeout_s=settings.llm_timeout_s,
@@ -131,12 +131,12 @@ def build(settings: Settings) -> Components:
     service = CacheService(
         embedder=embedder,
         store=store,
-        llm=OpenAILLM(client),
+        llm=llm,
         policy=build_policy(settings),
         embed_batch=settings.embed_batch,
         embed_concurrency=settings.embed_concurrency,
     )
-    return Components(settings=settings, service=service, store=store, redis=store.client, openai=client)
+    return Components(settings=settings, service=service, store=store, redis=store.client, llm=llm)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -68,8 +68,13 @@ class LambdaEntry:
         self._loop.run_until_complete(components.start())
         if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
             # Restored from a snapshot, the Redis sockets opened at init are dead: drop them so new ones are made.
-            from snapshot_restore_py import register_after_restore  # provided by Lambda's SnapStart runtime
+            # The snapshot should hold the OpenAI SDK already imported, so the preload is awaited before it is taken.
+            from snapshot_restore_py import (  # provided by Lambda's SnapStart runtime
+                register_after_restore,
+                register_before_checkpoint,
+            )
 
+            register_before_checkpoint(lambda: self.components.llm.preload().join())
             register_after_restore(self._after_restore)
 
     def _after_restore(self) -> None:

@@ -182,3 +182,57 @@ def test_the_real_handler_module_through_local_invoke(redis_url: str, model_dir:
     ).stdout
     replies = [json.loads(line) for line in out.splitlines() if line.startswith('{"statusCode"')]
     assert [r["headers"]["x-semcache"] for r in replies] == ["miss", "hit"]
+
+
+def test_importing_and_building_the_handler_leaves_the_openai_sdk_for_later(
+    redis_url: str, model_dir: Path, fake_openai: FakeOpenAI
+) -> None:
+    # A fresh process (this one has imported openai long ago): init must not pay for the SDK, the preload must.
+    probe = (
+        "import sys\n"
+        "from semcache.serverless import build_handler\n"
+        "from semcache.bootstrap import build, load_settings\n"
+        "components = build(load_settings())\n"
+        "assert 'openai' not in sys.modules, 'the SDK was imported at init'\n"
+        "components.llm.preload().join()\n"
+        "assert 'openai' in sys.modules\n"
+        "assert components.llm.client() is components.llm.client()\n"
+        "print('ok')\n"
+    )
+    env = {
+        **os.environ,
+        "SEMCACHE_REDIS_URL": redis_url,
+        "SEMCACHE_MODEL_DIR": str(model_dir),
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_BASE_URL": fake_openai.base_url,
+    }
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_snapstart_hooks_preload_the_sdk_and_reconnect_redis(
+    redis_url: str, model_dir: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lambda's SnapStart runtime provides snapshot_restore_py; here a module that records what is registered.
+    hooks: dict[str, list[Any]] = {"before": [], "after": []}
+    runtime = type(sys)("snapshot_restore_py")
+    runtime.register_before_checkpoint = hooks["before"].append  # type: ignore[attr-defined]
+    runtime.register_after_restore = hooks["after"].append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", runtime)
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
+    handler = build_handler(settings(redis_url=redis_url, openai_base_url=fake_openai.base_url))
+    try:
+        assert len(hooks["before"]) == 1
+        assert len(hooks["after"]) == 1
+        hooks["before"][0]()
+        assert handler.components.llm._client is not None, "the snapshot holds a ready OpenAI client"
+        hooks["after"][0]()  # restored: the sockets opened at init are dropped, new ones are made on demand
+        q = f"What is a snapshot {uuid.uuid4().hex[:6]}?"
+        assert json.loads(handler(event("http_api_v2_query.json", {"query": q}), None)["body"])["cache"]["status"] == (
+            "miss"
+        )
+        hit = handler(event("http_api_v2_query.json", {"query": q}), None)
+        assert json.loads(hit["body"])["cache"]["status"] == "hit"
+    finally:
+        handler.close()

@@ -1,34 +1,83 @@
-"""An LLM on OpenAI's Responses API (or any compatible server), through the official SDK."""
+"""An LLM on OpenAI's Responses API (or any compatible server), through the official SDK.
+
+The SDK is imported when the client is first needed, not when this module is: `import openai` costs about 0.8 s
+(it loads a model class for every API type), more than the rest of a cold start, and a cache hit never needs it.
+`OpenAILLM.preload()` imports it on a background thread once init is done, so the first miss rarely waits.
+"""
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-import openai
-from openai.types.responses import Response
+import asyncio
+import threading
+from typing import TYPE_CHECKING, Any, cast
 
 from semcache.core.errors import UpstreamError, UpstreamTimeout
 from semcache.core.models import Completion, Message, Prompt, Usage
 
+if TYPE_CHECKING:
+    import openai
+    from openai.types.responses import Response
+
 
 def connect(*, api_key: str, base_url: str | None, timeout_s: float, max_retries: int) -> openai.AsyncOpenAI:
     """A client with a timeout that fits behind API Gateway's 30 s and few retries."""
+    import openai
+
     return openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries)
 
 
 class OpenAILLM:
-    """Calls responses.create with store=False unless the caller asked otherwise."""
+    """Calls responses.create with store=False unless the caller asked otherwise.
 
-    def __init__(self, client: openai.AsyncOpenAI) -> None:
+    Given a client, uses it; given connection settings, makes the client on first use (or on `preload`).
+    """
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI | None = None,
+        *,
+        api_key: str = "",
+        base_url: str | None = None,
+        timeout_s: float = 20.0,
+        max_retries: int = 1,
+    ) -> None:
         self._client = client
+        self._connect = {"api_key": api_key, "base_url": base_url, "timeout_s": timeout_s, "max_retries": max_retries}
+        self._lock = threading.Lock()
+        self._loading: threading.Thread | None = None
+
+    def client(self) -> openai.AsyncOpenAI:
+        """The SDK client, made (and the SDK imported) on the first call; thread-safe."""
+        with self._lock:
+            if self._client is None:
+                self._client = connect(**self._connect)  # type: ignore[arg-type]
+            return self._client
+
+    def preload(self) -> threading.Thread:
+        """Import the SDK and make the client on a daemon thread (once); returns the thread to join if wanted."""
+        with self._lock:
+            if self._loading is None:
+                self._loading = threading.Thread(target=self.client, name="semcache-openai-preload", daemon=True)
+                self._loading.start()
+            return self._loading
+
+    async def close(self) -> None:
+        """Close the client if one was made."""
+        if self._loading is not None:
+            await asyncio.to_thread(self._loading.join)
+        if self._client is not None:
+            await self._client.close()
 
     async def complete(self, prompt: Prompt) -> Completion:
         """Answer one prompt; failures become UpstreamError with the upstream's status and reason."""
+        client = self._client or await asyncio.to_thread(self.client)
+        import openai  # imported by client() already: a dictionary lookup
+
         kwargs: dict[str, Any] = {"store": False, **prompt.options, **prompt.passthrough}
         if prompt.instructions is not None:
             kwargs["instructions"] = prompt.instructions
         try:
-            response = await self._client.responses.create(
+            response = await client.responses.create(
                 model=prompt.model,
                 input=cast(Any, _input(prompt.messages)),
                 **kwargs,
@@ -56,6 +105,8 @@ def _input(messages: tuple[Message, ...]) -> str | list[dict[str, Any]]:
 
 
 def _completion(response: Response, requested_model: str) -> Completion:
+    from openai.types.responses import Response
+
     if not isinstance(response, Response) or not isinstance(getattr(response, "output", None), list):
         raise UpstreamError("the LLM's answer was not a Responses API object")
     only_text = bool(response.output) and all(
