@@ -16,17 +16,14 @@ import argparse
 import json
 import math
 import random
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from data import ROOT, qqp
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data import ROOT, qqp  # noqa: E402
 
 BASE = ROOT / ".local" / "finetune" / "base"
 OUT = ROOT / "src" / "semcache" / "core" / "adapter.npz"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,50 @@ from semcache.core.errors import EmbedderError
 
 DEFAULT_MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on sequences of at most 256 word pieces; longer input is truncated."""
+
+
+_preloaded: dict[tuple[str, int], Future[ort.InferenceSession]] = {}
+
+
+def _session(model_path: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
+def preload(model_path: Path, threads: int = 1) -> None:
+    """Start building the session for this file on a thread, now.
+
+    onnxruntime releases the GIL while it loads and optimises a model (about 0.4 s here), so a Lambda handler that
+    calls this before importing the web stack gets the session for free while those imports run. The OnnxEmbedder
+    made later for the same file and thread count takes this session; any other builds its own.
+    """
+    key = (str(model_path.resolve()), threads)
+    if key in _preloaded:
+        return
+    future: Future[ort.InferenceSession] = Future()
+
+    def build() -> None:
+        try:
+            session = _session(model_path, threads)
+            one = np.ones((1, 2), dtype=np.int64)  # a first run allocates its arenas: not on the first request
+            names = {i.name for i in session.get_inputs()}
+            session.run(None, {n: one if n != "token_type_ids" else np.zeros_like(one) for n in names})
+            future.set_result(session)
+        except BaseException as exc:  # noqa: BLE001  (handed over: the embedder then builds its own, and reports)
+            future.set_exception(exc)
+
+    _preloaded[key] = future
+    threading.Thread(target=build, name="semcache-onnx-preload", daemon=True).start()
+
+
+def _take_preloaded(model_path: Path, threads: int) -> ort.InferenceSession | None:
+    future = _preloaded.pop((str(model_path.resolve()), threads), None)
+    if future is None or future.exception() is not None:
+        return None
+    return future.result()
 
 
 class OnnxEmbedder:
@@ -32,11 +78,10 @@ class OnnxEmbedder:
         for path in (model_path, tokenizer_path):
             if not path.is_file():
                 raise EmbedderError(f"embedder file not found: {path} (run `make models` or set SEMCACHE_MODEL_DIR)")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        try:
+            self._session = _take_preloaded(model_path, threads) or _session(model_path, threads)
+        except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidProtobuf, ...)
+            raise EmbedderError(f"cannot load the ONNX model {model_path}: {exc}") from exc
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self._tokenizer.enable_truncation(max_length=max_tokens)

@@ -1,0 +1,58 @@
+"""The ONNX embedder: vectors, and the session preloaded on a thread at Lambda init."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from semcache.adapters import onnx_embedder
+from semcache.adapters.onnx_embedder import OnnxEmbedder
+from semcache.core.errors import EmbedderError
+
+
+def make(model_dir: Path, threads: int = 1) -> OnnxEmbedder:
+    return OnnxEmbedder(model_dir / "model.onnx", model_dir / "tokenizer.json", name="m", threads=threads)
+
+
+def test_vectors_are_unit_length_and_paraphrases_are_closer(model_dir: Path) -> None:
+    v = make(model_dir).embed(["How do I learn Python?", "What is the best way to learn Python?", "Paris weather"])
+    assert v.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_the_embedder_takes_the_preloaded_session_for_the_same_file_and_threads(model_dir: Path) -> None:
+    onnx_embedder.preload(model_dir / "model.onnx", threads=1)
+    key = (str((model_dir / "model.onnx").resolve()), 1)
+    preloaded = onnx_embedder._preloaded[key].result(timeout=60)
+    embedder = make(model_dir)
+    assert embedder._session is preloaded
+    assert key not in onnx_embedder._preloaded, "a preloaded session is handed out once"
+    plain = make(model_dir)
+    assert plain._session is not preloaded
+    texts = ["What is the capital of France?"]
+    assert np.allclose(embedder.embed(texts), plain.embed(texts), atol=1e-6)
+
+
+def test_a_preload_for_other_settings_is_not_taken(model_dir: Path) -> None:
+    onnx_embedder.preload(model_dir / "model.onnx", threads=2)
+    key = (str((model_dir / "model.onnx").resolve()), 2)
+    try:
+        embedder = make(model_dir, threads=1)
+        assert embedder._session is not onnx_embedder._preloaded[key].result(timeout=60)
+    finally:
+        onnx_embedder._preloaded.pop(key, None)
+
+
+def test_a_failed_preload_leaves_the_embedder_to_report_the_problem(tmp_path: Path, model_dir: Path) -> None:
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"not a model")
+    (tmp_path / "tokenizer.json").write_bytes((model_dir / "tokenizer.json").read_bytes())
+    onnx_embedder.preload(broken)
+    onnx_embedder._preloaded[(str(broken.resolve()), 1)].exception(timeout=60)
+    with pytest.raises(EmbedderError, match="cannot load the ONNX model"):
+        make(tmp_path)
+    with pytest.raises(EmbedderError, match="not found"):
+        make(tmp_path / "missing")
