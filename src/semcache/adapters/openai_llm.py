@@ -70,7 +70,9 @@ class OpenAILLM:
 
     async def complete(self, prompt: Prompt) -> Completion:
         """Answer one prompt; failures become UpstreamError with the upstream's status and reason."""
-        client = self._client or await asyncio.to_thread(self.client)
+        client = self._client
+        if client is None:  # not preloaded yet: import the SDK off the event loop
+            client = await asyncio.to_thread(self.client)
         import openai  # imported by client() already: a dictionary lookup
 
         kwargs: dict[str, Any] = {"store": False, **prompt.options, **prompt.passthrough}
