@@ -1,0 +1,196 @@
+"""semcache against its peers, in one run, on one machine, one embedder, one Redis Stack: lookup latency as ratios.
+
+    python bench/peers.py [--iterations 200] [--cosine 0.85]        (make bench-peers; the `bench` dependency group)
+
+Peers, used through their own public APIs:
+  - RedisVL `SemanticCache` (`check` / `store`), on the same Redis Stack, given our ONNX embedder through its
+    `CustomVectorizer`;
+  - GPTCache (`gptcache.adapter.api.get` / `put`) with our embedder as its embedding function, FAISS + SQLite.
+Both get the same 999 stored statements (GPTCache's mock_data origins) and the same questions; their single cosine
+threshold is --cosine (RedisVL: distance 1 - cosine; GPTCache: similarity_threshold (1 + cosine) / 2, since its FAISS
+distance is the squared L2 of unit vectors, 2 - 2 cosine, scored as 4 - distance over the range 0..4).
+semcache runs its shipped matcher (verifier). Timings interleave every contestant on every question, so the
+machine's noise falls on all alike; figures are p50 / p99 in ms and ratios of medians. Hit rates are printed too:
+a fast miss is not a hit. Results: a table, and JSON under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _redis import bundled_redis
+from latency import InstantLLM, ask, fill, log, pct
+
+from semcache.adapters import redis_store
+from semcache.adapters.onnx_embedder import OnnxEmbedder
+from semcache.adapters.redis_store import RedisStore
+from semcache.core.fingerprint import normalize_text, scope_fingerprint
+from semcache.core.service import CacheService, Policy
+from semcache.core.verifier import DEFAULT_PATH, Verifier
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("SEMCACHE_EVAL_DATA", ROOT.parent / "shared" / "data"))
+
+
+def redisvl_cache(url: str, embedder: OnnxEmbedder, cosine: float) -> Any:
+    from redisvl.extensions.cache.llm import SemanticCache
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    vectorizer = CustomVectorizer(
+        embed=lambda text, **_: embedder.embed([text])[0].tolist(),
+        embed_many=lambda texts, **_: embedder.embed(texts).tolist(),
+    )
+    return SemanticCache(
+        name=f"rvl{uuid.uuid4().hex[:6]}", distance_threshold=1 - cosine, vectorizer=vectorizer, redis_url=url
+    )
+
+
+def gptcache_cache(folder: Path, embed: Callable[[str], np.ndarray], cosine: float) -> Any:
+    from gptcache import Cache, Config
+    from gptcache.manager import CacheBase, VectorBase, get_data_manager
+    from gptcache.processor.pre import get_prompt
+    from gptcache.similarity_evaluation.distance import SearchDistanceEvaluation
+
+    cache = Cache()
+    cache.init(
+        pre_embedding_func=get_prompt,
+        embedding_func=lambda text, **_: embed(text),
+        data_manager=get_data_manager(
+            CacheBase("sqlite", sql_url=f"sqlite:///{folder / 'gptcache.db'}"),
+            VectorBase("faiss", dimension=384, index_path=str(folder / "faiss.index")),
+        ),
+        similarity_evaluation=SearchDistanceEvaluation(),
+        config=Config(similarity_threshold=(1 + cosine) / 2),
+    )
+    return cache
+
+
+async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    from gptcache.adapter.api import get as gpt_get
+    from gptcache.adapter.api import put as gpt_put
+
+    embedder = OnnxEmbedder(
+        ROOT / ".local/models/model.onnx", ROOT / ".local/models/tokenizer.json", name="all-MiniLM-L6-v2-int8"
+    )
+    verifier = Verifier.load(DEFAULT_PATH)
+    pairs = json.loads((DATA / "gptcache" / "mock_data.json").read_text())
+    origins = [p["origin"] for p in pairs]
+    vectors = np.vstack([embedder.embed(origins[i : i + 8]) for i in range(0, len(origins), 8)])
+    log(f"embedded {len(origins)} statements")
+
+    # semcache
+    client = redis_store.connect(url, timeout_s=2, connect_timeout_s=2)
+    store = RedisStore(client, prefix=f"peers{uuid.uuid4().hex[:6]}:", embedder_id=embedder.id, dim=embedder.dim)
+    await store.ensure_index()
+    policy = Policy(min_similarity=verifier.min_cosine, candidates=3, verifier=verifier)
+    service = CacheService(embedder=embedder, store=store, llm=InstantLLM(), policy=policy)
+    await fill(store, scope_fingerprint(ask("x"), tenant="bench", embedder_id=embedder.id), len(origins), origins,
+               vectors)  # fmt: skip
+
+    # RedisVL: stored with the vectors already computed (its store embeds otherwise; only lookups are timed)
+    rvl = redisvl_cache(url, embedder, args.cosine)
+    for text, vec in zip(origins, vectors, strict=True):
+        rvl.store(prompt=text, response=f"answer to {text}", vector=vec.tolist())
+
+    # GPTCache: while filling, its embedding function looks the vectors up; when timed, it embeds
+    known = {normalize_text(t): v for t, v in zip(origins, vectors, strict=True)}
+    filling = True
+
+    def gpt_embed(text: str) -> np.ndarray:
+        if filling:
+            return known[normalize_text(text)]
+        return embedder.embed([text])[0]
+
+    folder = Path(tempfile.mkdtemp(prefix="semcache-gptcache-"))
+    gpt = gptcache_cache(folder, gpt_embed, args.cosine)
+    for text in origins:
+        gpt_put(text, f"answer to {text}", cache_obj=gpt)
+    filling = False
+    await asyncio.sleep(0.5)
+    log("three caches filled with the same statements")
+
+    questions = pairs[: args.questions]
+    names = ("embed", "semcache_exact", "redisvl_exact", "gptcache_exact",
+             "semcache_semantic", "redisvl_semantic", "gptcache_semantic")  # fmt: skip
+    timings: dict[str, list[float]] = {k: [] for k in names}
+    hits: dict[str, int] = {k: 0 for k in names if k != "embed"}
+    served = {}  # the paraphrases each serves, once (the first round)
+    for i in range(args.iterations):
+        p = questions[i % len(questions)]
+        first_round = i < len(questions)
+        for name in names:
+            text = p["origin"] if name.endswith("exact") else p["similar"]
+            started = time.perf_counter()
+            if name == "embed":
+                embedder.embed([normalize_text(text)])
+                hit = None
+            elif name.startswith("semcache"):
+                a = await service.answer(ask(text), tenant="bench")
+                hit = a.cache.status == "hit"
+            elif name.startswith("redisvl"):
+                hit = bool(rvl.check(prompt=text, num_results=1))
+            else:
+                hit = gpt_get(text, cache_obj=gpt) is not None
+            timings[name].append((time.perf_counter() - started) * 1e3)
+            if first_round and hit is not None:
+                hits[name] += hit
+                served.setdefault(name, []).append(hit)
+    rvl.delete()
+    await client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
+    await store.close()
+
+    n = min(len(questions), args.iterations)
+    result: dict[str, Any] = {
+        "benchmark": "peers",
+        "entries": len(origins),
+        "questions": n,
+        "iterations": args.iterations,
+        "peer_cosine_threshold": args.cosine,
+        **{f"{k}_ms": {"p50": pct(v, 0.5), "p99": pct(v, 0.99)} for k, v in timings.items()},
+        "hit_rate": {k: round(v / n, 3) for k, v in hits.items()},
+    }
+    p50 = {k: result[f"{k}_ms"]["p50"] for k in names}
+    result["ratios"] = {
+        "redisvl_exact_over_semcache_exact": round(p50["redisvl_exact"] / p50["semcache_exact"], 2),
+        "gptcache_exact_over_semcache_exact": round(p50["gptcache_exact"] / p50["semcache_exact"], 2),
+        "semcache_semantic_over_redisvl_semantic": round(p50["semcache_semantic"] / p50["redisvl_semantic"], 3),
+        "semcache_semantic_over_gptcache_semantic": round(p50["semcache_semantic"] / p50["gptcache_semantic"], 3),
+        "semcache_semantic_over_embed": round(p50["semcache_semantic"] / p50["embed"], 3),
+    }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--questions", type=int, default=100, help="the first N paraphrase pairs of mock_data")
+    parser.add_argument("--cosine", type=float, default=0.85, help="the peers' single cosine threshold")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    with bundled_redis() as url:
+        result = asyncio.run(run(args, url))
+    print(f"\n{'':22}{'p50 ms':>10}{'p99 ms':>10}{'hit rate':>10}")
+    for key in ("embed", "semcache_exact", "redisvl_exact", "gptcache_exact",
+                "semcache_semantic", "redisvl_semantic", "gptcache_semantic"):  # fmt: skip
+        rate = result["hit_rate"].get(key)
+        print(f"{key:22}{result[f'{key}_ms']['p50']:>10}{result[f'{key}_ms']['p99']:>10}"
+              f"{'' if rate is None else rate:>10}")  # fmt: skip
+    print(json.dumps(result["ratios"], indent=1))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"peers-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(f"written {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
