@@ -84,8 +84,9 @@ async def fill(store: RedisStore, scope: str, size: int, texts: list[str], vecto
             e = Entry(entry_id(scope, normalize_text(text)), scope, text, f"answer to {text}", "bench-model",
                       Usage(20, 40), time.time(), tenant="bench")  # fmt: skip
             pipe.hset(store.key(e.id), mapping={
-                "v": "2", "scope": scope, "query": text, "response": e.response, "model": e.model,
-                "usage": "[20, 40]", "created_at": e.created_at, "tenant": "bench", "vec": vec.tobytes(),
+                "v": redis_store.SCHEMA_VERSION, "scope": scope, "query": text, "response": e.response,
+                "model": e.model, "usage": "[20, 40]", "created_at": e.created_at, "tenant": "bench",
+                "expires_at": time.time() + 3600, "vec": vec.tobytes(),
             })  # fmt: skip
             pipe.expire(store.key(e.id), 3600)
         await pipe.execute()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
@@ -148,6 +149,14 @@ async def test_a_half_written_entry_is_never_served(rstore: RedisStore) -> None:
     client = rstore._client
     await client.hset(rstore.key("half"), mapping={"v": "1", "scope": "s1", "vec": unit(1).tobytes()})
     assert await rstore.get("half") is None
+    assert await rstore.search("s1", unit(1), k=3) == []
+
+
+async def test_an_entry_past_its_deadline_is_not_served_before_redis_reaps_it(rstore: RedisStore) -> None:
+    await rstore.put(entry("a"), unit(1), ttl_seconds=100)
+    assert await rstore.get("a") is not None
+    await rstore._client.hset(rstore.key("a"), "expires_at", time.time() - 1)  # the key itself still lives
+    assert await rstore.get("a") is None
     assert await rstore.search("s1", unit(1), k=3) == []
 
 

@@ -140,3 +140,23 @@ def test_verifier_round_trips_through_its_file(tmp_path) -> None:  # type: ignor
     x = np.random.default_rng(0).normal(size=(3, v.mean.shape[0])).astype(np.float32)
     assert np.allclose(v.probability(x), loaded.probability(x), atol=1e-3)
     assert (loaded.threshold, loaded.min_cosine, loaded.version) == (0.5, 0.5, "test")
+
+
+def test_scoring_candidates_together_equals_scoring_each() -> None:
+    from semcache.core.verifier import DEFAULT_PATH
+
+    verifier = Verifier.load(DEFAULT_PATH)
+    rng = np.random.default_rng(3)
+    u = rng.normal(size=384).astype(np.float32)
+    u /= np.linalg.norm(u)
+    candidates = ["how do i learn python", "top 10 films of 2020", "how can i learn python fast"]
+    vs = []
+    for _ in candidates:
+        v = u + rng.normal(scale=0.3, size=384).astype(np.float32)
+        vs.append((v / np.linalg.norm(v)).astype(np.float32))
+    query = "what is the best way to learn python"
+    together = verifier.score_many(query, candidates, u, vs)
+    one_by_one = [verifier.score(query, c, u, v) for c, v in zip(candidates, vs, strict=True)]
+    assert np.allclose(together, one_by_one, atol=1e-6)
+    assert verifier.score_many("top 5 films of 2020", ["top 10 films of 2020"], u, [u]) == [0.0], "numbers differ"
+    assert verifier.score_many(query, [], u, []) == []

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -26,14 +28,14 @@ from semcache.core.errors import StoreError
 from semcache.core.models import Entry, Match, Usage
 from semcache.core.ports import Vector
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 
 class IndexMismatch(StoreError):
     """An index of our name exists with a schema we cannot use."""
 
 
-_FIELDS = ("v", "scope", "query", "response", "model", "usage", "created_at", "tenant")
+_FIELDS = ("v", "scope", "query", "response", "model", "usage", "created_at", "tenant", "expires_at")
 
 
 def connect(url: str, *, timeout_s: float, connect_timeout_s: float, max_connections: int = 64) -> Redis:
@@ -192,15 +194,19 @@ class RedisStore:
         self, keys: Sequence[str], *, with_vector: bool = False
     ) -> list[tuple[Entry | None, Vector | None]]:
         fields = (*_FIELDS, "vec") if with_vector else _FIELDS
-        pipe = self._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hmget(key, fields)
-            pipe.ttl(key)
-        replies = await pipe.execute()
+        replies: list[list[bytes | None]]
+        if len(keys) == 1:  # the exact tier: one command, no pipeline to build
+            replies = [cast(list[bytes | None], await self._client.hmget(keys[0], fields))]
+        else:
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(key, fields)
+            replies = await pipe.execute()
         out: list[tuple[Entry | None, Vector | None]] = []
-        for key, values, ttl in zip(keys, replies[::2], replies[1::2], strict=True):
+        now = time.time()
+        for key, values in zip(keys, replies, strict=True):
             blob = values[-1] if with_vector else None
-            entry = _entry(key, values[: len(_FIELDS)], ttl)
+            entry = _entry(key, values[: len(_FIELDS)], now)
             vector = np.frombuffer(blob, dtype=np.float32) if blob and len(blob) == 4 * self._dim else None
             out.append((entry, vector))
         return out
@@ -220,6 +226,8 @@ class RedisStore:
             "usage": json.dumps([entry.usage.input_tokens, entry.usage.output_tokens]),
             "created_at": entry.created_at,
             "tenant": entry.tenant,
+            # Redis expires the key; the deadline is also stored so a read needs no TTL command per key.
+            "expires_at": round(time.time() + ttl_seconds, 3),
             "vec": np.asarray(vector, dtype=np.float32).tobytes(),
         }
         async with _translated("MULTI/EXEC"):
@@ -310,11 +318,14 @@ def _parse_knn(reply: list[object]) -> list[tuple[str, float]]:
     return hits
 
 
-def _entry(key: str, fields: list[bytes | None], ttl: int) -> Entry | None:
+def _entry(key: str, fields: list[bytes | None], now: float) -> Entry | None:
     values = [f for f in fields if f is not None]
     if len(values) != len(fields) or values[0] != SCHEMA_VERSION.encode():
         return None  # absent, expired, or written by another schema: never served
-    _, scope, query, response, model, usage, created_at, tenant = values
+    _, scope, query, response, model, usage, created_at, tenant, expires_at = values
+    left = float(expires_at) - now
+    if left <= 0:
+        return None  # Redis has not reaped it yet: expired all the same
     tokens_in, tokens_out = json.loads(usage)
     return Entry(
         id=key.rsplit(":", 1)[1],
@@ -324,6 +335,6 @@ def _entry(key: str, fields: list[bytes | None], ttl: int) -> Entry | None:
         model=model.decode(),
         usage=Usage(int(tokens_in), int(tokens_out)),
         created_at=float(created_at),
-        ttl_seconds=ttl if ttl >= 0 else None,
+        ttl_seconds=math.ceil(left),
         tenant=tenant.decode(),
     )

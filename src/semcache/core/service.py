@@ -243,11 +243,11 @@ class CacheService:
                 return _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=None), vector
             return None, vector
         threshold = control.min_confidence or self._policy.min_confidence or verifier.threshold
-        scored = [
-            (verifier.score(normalized, normalize_text(m.entry.query), vector, m.vector), m)
-            for m in matches
-            if m.vector is not None
-        ]
+        scorable = [m for m in matches if m.vector is not None]
+        confidences = verifier.score_many(
+            normalized, [normalize_text(m.entry.query) for m in scorable], vector, [m.vector for m in scorable]
+        )
+        scored = list(zip(confidences, scorable, strict=True))
         if scored:
             confidence, best = max(scored, key=lambda pair: pair[0])
             if confidence >= threshold:

@@ -119,6 +119,20 @@ class Verifier:
             return 0.0
         return float(self.probability(pair_features(query, candidate, u, v))[0])
 
+    def score_many(
+        self,
+        query: str,
+        candidates: list[str],
+        u: npt.NDArray[np.float32],
+        vs: list[npt.NDArray[np.float32]],
+    ) -> list[float]:
+        """score() for several candidates of one query, in one pass through the network."""
+        if not candidates:
+            return []
+        features = np.stack([pair_features(query, c, u, v) for c, v in zip(candidates, vs, strict=True)])
+        p = self.probability(features)
+        return [0.0 if numbers_differ(query, c) else float(x) for c, x in zip(candidates, p, strict=True)]
+
     def save(self, path: Path) -> None:
         """Write the weights and settings as one small .npz."""
         buffer = io.BytesIO()
