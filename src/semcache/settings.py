@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     default_model: str = Field("gpt-4.1-mini", min_length=1, description="model used when a request names none")
 
     model_dir: Path = Field(Path(".local/models"), description="folder holding model.onnx and tokenizer.json")
-    embedder_name: str = Field("all-MiniLM-L6-v2-int8", min_length=1)
+    embedder_name: str | None = Field(
+        None, min_length=1, description="label of the model in the embedder id (default: the name in model.json)"
+    )
     embed_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
     embed_batch: int = Field(8, ge=1, le=256, description="most texts embedded in one model run (micro-batching)")
     embed_concurrency: int = Field(

@@ -26,7 +26,7 @@ def test_vectors_are_unit_length_and_paraphrases_are_closer(model_dir: Path) -> 
 def test_the_embedder_takes_the_preloaded_session_for_the_same_file_and_threads(model_dir: Path) -> None:
     onnx_embedder.preload(model_dir / "model.onnx", threads=1)
     key = (str((model_dir / "model.onnx").resolve()), 1)
-    preloaded = onnx_embedder._preloaded[key].result(timeout=60)
+    preloaded, _ = onnx_embedder._preloaded[key].result(timeout=60)
     embedder = make(model_dir)
     assert embedder._session is preloaded
     assert key not in onnx_embedder._preloaded, "a preloaded session is handed out once"
@@ -41,7 +41,7 @@ def test_a_preload_for_other_settings_is_not_taken(model_dir: Path) -> None:
     key = (str((model_dir / "model.onnx").resolve()), 2)
     try:
         embedder = make(model_dir, threads=1)
-        assert embedder._session is not onnx_embedder._preloaded[key].result(timeout=60)
+        assert embedder._session is not onnx_embedder._preloaded[key].result(timeout=60)[0]
     finally:
         onnx_embedder._preloaded.pop(key, None)
 
@@ -56,3 +56,19 @@ def test_a_failed_preload_leaves_the_embedder_to_report_the_problem(tmp_path: Pa
         make(tmp_path)
     with pytest.raises(EmbedderError, match="not found"):
         make(tmp_path / "missing")
+
+
+def test_the_id_follows_the_model_files_content(tmp_path: Path, model_dir: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    (tmp_path / "tokenizer.json").write_bytes((model_dir / "tokenizer.json").read_bytes())
+    model = onnx.load(str(model_dir / "model.onnx"))
+    weight = next(i for i in model.graph.initializer if i.name.endswith("_q"))
+    q = numpy_helper.to_array(weight).copy()
+    q.flat[0] = -q.flat[0] if q.flat[0] else 1  # another model of the very same size
+    weight.CopyFrom(numpy_helper.from_array(q, weight.name))
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    assert (tmp_path / "model.onnx").stat().st_size == (model_dir / "model.onnx").stat().st_size
+    assert make(tmp_path).id != make(model_dir).id
+    assert make(model_dir).id == make(model_dir).id

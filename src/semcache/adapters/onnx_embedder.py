@@ -19,15 +19,18 @@ DEFAULT_MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on sequences of at most 256 word pieces; longer input is truncated."""
 
 
-_preloaded: dict[tuple[str, int], Future[ort.InferenceSession]] = {}
+_preloaded: dict[tuple[str, int], Future[tuple[ort.InferenceSession, str]]] = {}
 
 
-def _session(model_path: Path, threads: int) -> ort.InferenceSession:
+def _load(model_path: Path, threads: int) -> tuple[ort.InferenceSession, str]:
+    """The session, and the sha256 of the model file (read once; hashing releases the GIL too)."""
+    blob = model_path.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"]), digest
 
 
 def preload(model_path: Path, threads: int = 1) -> None:
@@ -40,15 +43,15 @@ def preload(model_path: Path, threads: int = 1) -> None:
     key = (str(model_path.resolve()), threads)
     if key in _preloaded:
         return
-    future: Future[ort.InferenceSession] = Future()
+    future: Future[tuple[ort.InferenceSession, str]] = Future()
 
     def build() -> None:
         try:
-            session = _session(model_path, threads)
+            session, digest = _load(model_path, threads)
             one = np.ones((1, 2), dtype=np.int64)  # a first run allocates its arenas: not on the first request
             names = {i.name for i in session.get_inputs()}
             session.run(None, {n: one if n != "token_type_ids" else np.zeros_like(one) for n in names})
-            future.set_result(session)
+            future.set_result((session, digest))
         except BaseException as exc:  # noqa: BLE001  (handed over: the embedder then builds its own, and reports)
             future.set_exception(exc)
 
@@ -56,7 +59,7 @@ def preload(model_path: Path, threads: int = 1) -> None:
     threading.Thread(target=build, name="semcache-onnx-preload", daemon=True).start()
 
 
-def _take_preloaded(model_path: Path, threads: int) -> ort.InferenceSession | None:
+def _take_preloaded(model_path: Path, threads: int) -> tuple[ort.InferenceSession, str] | None:
     future = _preloaded.pop((str(model_path.resolve()), threads), None)
     if future is None or future.exception() is not None:
         return None
@@ -79,7 +82,7 @@ class OnnxEmbedder:
             if not path.is_file():
                 raise EmbedderError(f"embedder file not found: {path} (run `make models` or set SEMCACHE_MODEL_DIR)")
         try:
-            self._session = _take_preloaded(model_path, threads) or _session(model_path, threads)
+            self._session, digest = _take_preloaded(model_path, threads) or _load(model_path, threads)
         except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidProtobuf, ...)
             raise EmbedderError(f"cannot load the ONNX model {model_path}: {exc}") from exc
         self._input_names = {i.name for i in self._session.get_inputs()}
@@ -87,13 +90,14 @@ class OnnxEmbedder:
         self._tokenizer.enable_truncation(max_length=max_tokens)
         self._tokenizer.enable_padding()
         self._dim = int(self._session.get_outputs()[0].shape[-1])
-        # The id names the model file by size and the head of its digest-free identity: cheap at cold start.
-        stamp = hashlib.sha256(f"{model_path.stat().st_size}|{max_tokens}".encode()).hexdigest()[:8]
+        # The id changes with the model file's content and the truncation length: vectors of another model (a
+        # retrained adapter, say) go to another index and are never compared with these.
+        stamp = hashlib.sha256(f"{digest}|{max_tokens}".encode()).hexdigest()[:10]
         self._id = f"{name}@{stamp}"
 
     @property
     def id(self) -> str:
-        """Model name plus a stamp of the file and truncation length."""
+        """Model name plus a stamp of the file's content and the truncation length."""
         return self._id
 
     @property
