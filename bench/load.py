@@ -109,6 +109,7 @@ async def run(args: argparse.Namespace, api: str, fake: str) -> dict[str, Any]:
             if body.get("cache", {}).get("tier") == "semantic":
                 semantic.append(p["similar"])
         print(f"  .. {len(pairs)} statements stored; {len(semantic)} paraphrases served", file=sys.stderr)
+
         # A semantic hit stores nothing, so a paraphrase asked again is a semantic hit again; 1 to 16 zero-width
         # spaces only keep concurrent clients from asking the very same text at once (which would coalesce).
         def variants(text: str) -> list[str]:
@@ -183,9 +184,9 @@ def main() -> None:
         with bundled_redis() as redis_url:
             fake_port, api_port = free_port(), free_port()
             fake = f"http://127.0.0.1:{fake_port}"
-            procs.append(subprocess.Popen(
-                [sys.executable, str(ROOT / "local/fake_openai.py"), "--port", str(fake_port),
-                 "--delay-ms", str(args.llm_delay_ms)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+            fake_cmd = [sys.executable, str(ROOT / "local/fake_openai.py"), "--port", str(fake_port),
+                        "--delay-ms", str(args.llm_delay_ms)]  # fmt: skip
+            procs.append(subprocess.Popen(fake_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_for(fake + "/_fake/stats", "the fake OpenAI server")
             env = {**os.environ, "SEMCACHE_REDIS_URL": redis_url, "SEMCACHE_MODEL_DIR": str(ROOT / ".local/models"),
                    "SEMCACHE_KEY_PREFIX": f"load{uuid.uuid4().hex[:6]}:", "OPENAI_API_KEY": "sk-bench",

@@ -23,7 +23,7 @@ from tokenizers import Tokenizer
 from transformers import AutoModel
 
 sys.path.insert(0, str(ROOT / "local"))
-from adapt_model import adapter_deltas  # noqa: E402
+from adapt_model import adapter_deltas
 
 
 def onnx_embed(path: Path, texts: list[str]) -> np.ndarray:
