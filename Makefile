@@ -20,7 +20,7 @@ PY312 := $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.pyenv
 export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
 
 .PHONY: run test lint typecheck pytest sync models redis clean sam-validate sam-build sam-check coldstart eval \
-	train-verifier fuzz bench bench-full
+	train-verifier finetune fuzz bench bench-full
 
 SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
 ARCH ?= arm64
@@ -66,11 +66,15 @@ sam-check: sam-validate
 		--parameter-overrides Architecture=x86_64
 	$(UV) run --locked python infra/check_build.py --build-dir .aws-sam/build-x86_64 --smoke --python $(UV_PYTHON)
 
-bench: sync models ## our request path: latency, throughput, miss storm (quick profile; BENCH_SIZES for more)
+bench: sync models ## benchmarks, quick profile (a few minutes): our path, the peers side by side, HTTP load
 	$(UV) run --locked python bench/latency.py --sizes $(or $(BENCH_SIZES),1000,10000)
+	$(UV) run --locked --group bench python bench/peers.py
+	$(UV) run --locked python bench/load.py --seconds 3 --max-clients 16
 
-bench-full: sync models ## the fuller profile, up to 100k entries
+bench-full: sync models ## the fuller profile: up to 100k entries, longer load levels
 	$(UV) run --locked python bench/latency.py --sizes 1000,10000,100000 --iterations 400 --rounds 5
+	$(UV) run --locked --group bench python bench/peers.py --iterations 600
+	$(UV) run --locked python bench/load.py --seconds 10 --max-clients 64
 
 eval: sync models ## measure the matcher on ../shared/data: writes docs/quality/eval.json and pr_curve.png
 	$(UV) run --locked python eval/run_eval.py
@@ -80,6 +84,17 @@ train-verifier: sync models ## retrain src/semcache/core/verifier.npz from qqp/t
 
 fuzz: sync ## a longer schemathesis run over every route
 	SEMCACHE_FUZZ_EXAMPLES=500 $(UV) run --locked pytest tests/unit/test_fuzz_api.py
+
+TRAIN_PY := $(CURDIR)/.local/train-venv/bin/python
+$(TRAIN_PY):
+	python3 -m venv $(CURDIR)/.local/train-venv
+	# torch 2.13.0 CPU: on this kind of machine pip takes it from a file on disk (no CUDA build download)
+	$(TRAIN_PY) -m pip install --quiet torch==2.13.0 transformers safetensors onnx onnxruntime tokenizers numpy
+
+finetune: sync $(TRAIN_PY) ## train the embedder's adapter (about an hour on 2 cores), merge it, check the merge
+	cd eval && $(TRAIN_PY) finetune.py
+	$(UV) run --locked python local/artifacts.py
+	cd eval && $(TRAIN_PY) check_adapter.py ../layers/embedder/adapter.npz ../.local/models/model.onnx
 
 coldstart: sync models ## benchmark: Lambda init (import the handler, build the service) in fresh processes
 	$(UV) run --locked python bench/coldstart.py

