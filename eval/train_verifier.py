@@ -1,5 +1,7 @@
 """Train the verifier on qqp/train, choose its threshold on qqp/dev, write src/semcache/core/verifier.npz.
 
+With an adapted embedder (make finetune), only the qqp/train pairs the adapter was not trained on are used.
+
     python eval/train_verifier.py [--target-recall 0.60 | --target-precision 0.92] [--min-cosine 0.50]
 
 Deterministic (fixed seeds). Never looks at qqp/test: that split is for the figures we report (make eval).
@@ -24,13 +26,29 @@ from semcache.core.verifier import DEFAULT_PATH, Verifier, numbers_differ
 VERSION = "qqp-mlp-1"
 
 
+MODELS = ROOT / ".local" / "models"
+
+
 def embedder() -> OnnxEmbedder:
-    models = ROOT / ".local" / "models"
-    return OnnxEmbedder(models / "model.onnx", models / "tokenizer.json", name="all-MiniLM-L6-v2-int8", threads=2)
+    """The embedder the service ships: model.onnx as local/artifacts.py built it (with the adapter, if any)."""
+    return OnnxEmbedder(MODELS / "model.onnx", MODELS / "tokenizer.json", name="eval", threads=2)
+
+
+def adapter_pairs() -> int:
+    """How many leading qqp/train pairs the embedder's adapter was trained on (0 without an adapter)."""
+    manifest = json.loads((MODELS / "model.json").read_text())
+    return int(manifest.get("adapter", {}).get("pairs", 0))
 
 
 def split_vectors(e: OnnxEmbedder, split: str) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
     pairs = qqp(split)
+    skip = adapter_pairs() if split == "train" else 0
+    if skip:
+        # The verifier learns from pairs the adapter never saw: on its own training pairs the adapted embeddings
+        # are overconfident, and a verifier fitted there would trust cosine too much.
+        a, b = pairs.a[skip:], pairs.b[skip:]
+        v = embed_cached(a + b, e.embed, e.id, batch=8)
+        return a, b, v[: len(a)], v[len(a) :], pairs.duplicate[skip:]
     if split == "train":  # embedded in two halves (two processes); the cache keys follow that split
         half = len(pairs.a) // 2
         parts = [(pairs.a[:half], pairs.b[:half]), (pairs.a[half:], pairs.b[half:])]
