@@ -28,7 +28,7 @@ from adapt_model import adapter_deltas
 
 def onnx_embed(path: Path, texts: list[str]) -> np.ndarray:
     tok = Tokenizer.from_file(str(BASE / "tokenizer.json"))
-    tok.enable_padding()
+    tok.no_padding()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = []
     for t in texts:
@@ -48,6 +48,7 @@ def torch_embed(deltas: dict[str, np.ndarray], texts: list[str]) -> np.ndarray:
     for name, delta in deltas.items():
         params[f"{name}.weight"].add_(torch.from_numpy(delta))
     tok = Tokenizer.from_file(str(BASE / "tokenizer.json"))
+    tok.no_padding()  # the file pads to 128 tokens; one text at a time needs none
     out = []
     for t in texts:
         ids = torch.tensor([tok.encode(t).ids])
