@@ -19,9 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _redis import bundled_redis
-
-ROOT = Path(__file__).resolve().parent.parent
+from _common import ROOT, bundled_redis
 
 PROBE = """
 import time

@@ -17,80 +17,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
 import statistics
-import sys
 import time
 import uuid
-from pathlib import Path
 
-import numpy as np
-from _redis import bundled_redis
+from _common import (
+    InstantLLM,
+    ask,
+    bench_store,
+    bundled_redis,
+    drop_store,
+    fill,
+    log,
+    pct,
+    save_result,
+    shipped_embedder,
+    shipped_policy,
+    statements,
+)
 
-from semcache.adapters import redis_store
 from semcache.adapters.onnx_embedder import OnnxEmbedder
-from semcache.adapters.redis_store import RedisStore
-from semcache.core.fingerprint import entry_id, normalize_text, scope_fingerprint
-from semcache.core.models import Completion, Entry, Message, Prompt, Usage
+from semcache.core.fingerprint import normalize_text, scope_fingerprint
 from semcache.core.service import CacheService, Policy
-from semcache.core.verifier import DEFAULT_PATH, Verifier
-
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("SEMCACHE_EVAL_DATA", ROOT.parent / "shared" / "data"))
-
-
-class InstantLLM:
-    """Answers at once (or after delay_s), counting calls."""
-
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
-        self.calls = 0
-
-    async def complete(self, prompt: Prompt) -> Completion:
-        self.calls += 1
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
-        return Completion(f"answer to {prompt.text}", prompt.model, Usage(20, 40), True)
-
-
-def log(message: str) -> None:
-    print(f"  .. {message}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
-
-
-def ask(text: str) -> Prompt:
-    return Prompt(model="bench-model", messages=(Message("user", text),))
-
-
-async def fill(store: RedisStore, scope: str, size: int, texts: list[str], vectors: np.ndarray) -> None:
-    """Real entries for texts, then synthetic ones (random unit vectors) up to size, pipelined."""
-    rng = np.random.default_rng(0)
-    client = store.client
-    batch = 500
-    for start in range(0, size, batch):
-        pipe = client.pipeline(transaction=False)
-        for i in range(start, min(size, start + batch)):
-            if i < len(texts):
-                text, vec = texts[i], vectors[i]
-            else:
-                text = f"synthetic question {i} about topic {i % 97}"
-                vec = rng.normal(size=vectors.shape[1]).astype(np.float32)
-                vec /= np.linalg.norm(vec)
-            e = Entry(entry_id(scope, normalize_text(text)), scope, text, f"answer to {text}", "bench-model",
-                      Usage(20, 40), time.time(), tenant="bench")  # fmt: skip
-            pipe.hset(store.key(e.id), mapping={
-                "v": redis_store.SCHEMA_VERSION, "scope": scope, "query": text, "response": e.response,
-                "model": e.model, "usage": "[20, 40]", "created_at": e.created_at, "tenant": "bench",
-                "expires_at": time.time() + 3600, "vec": vec.tobytes(),
-            })  # fmt: skip
-            pipe.expire(store.key(e.id), 3600)
-        await pipe.execute()
-
 
 _unique = itertools.count()
 
@@ -115,16 +64,12 @@ async def _throughput(svc: CacheService, hits: list[dict[str, str]], clients: in
     return done / (time.perf_counter() - started)
 
 
-async def run_size(size: int, args: argparse.Namespace, url: str, embedder: OnnxEmbedder, verifier: Verifier) -> dict:
-    pairs = json.loads((DATA / "gptcache" / "mock_data.json").read_text())
-    origins = [p["origin"] for p in pairs]
-    vectors = np.vstack([embedder.embed(origins[i : i + 8]) for i in range(0, len(origins), 8)])
+async def run_size(size: int, args: argparse.Namespace, url: str, embedder: OnnxEmbedder, policy: Policy) -> dict:
+    pairs, origins, vectors = statements(embedder)
     log(f"{size}: embedded {len(origins)} source statements")
-    client = redis_store.connect(url, timeout_s=2, connect_timeout_s=2)
-    store = RedisStore(client, prefix=f"bench{uuid.uuid4().hex[:6]}:", embedder_id=embedder.id, dim=embedder.dim)
-    await store.ensure_index()
+    store = await bench_store(url, embedder, "bench")
+    client = store.client
     llm = InstantLLM()
-    policy = Policy(min_similarity=verifier.min_cosine, candidates=3, verifier=verifier)
     service = CacheService(embedder=embedder, store=store, llm=llm, policy=policy, embed_concurrency=args.concurrency)
     scope = scope_fingerprint(ask("x"), tenant="bench", embedder_id=embedder.id)
     before = int((await client.info("memory"))["used_memory"])
@@ -186,21 +131,17 @@ async def run_size(size: int, args: argparse.Namespace, url: str, embedder: Onnx
     result["batched_over_one_at_a_time"] = round(
         result["semantic_hits_per_s_batched"] / result["semantic_hits_per_s_one_at_a_time"], 2
     )
-    await client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
-    await store.close()
+    await drop_store(store)
     return result
 
 
-async def storm(url: str, embedder: OnnxEmbedder, verifier: Verifier, n: int, delay_s: float) -> dict:
+async def storm(url: str, embedder: OnnxEmbedder, policy: Policy, n: int, delay_s: float) -> dict:
     """n identical concurrent misses, and n distinct ones, against an LLM that takes delay_s."""
-    client = redis_store.connect(url, timeout_s=2, connect_timeout_s=2)
-    store = RedisStore(client, prefix=f"storm{uuid.uuid4().hex[:6]}:", embedder_id=embedder.id, dim=embedder.dim)
-    await store.ensure_index()
+    store = await bench_store(url, embedder, "storm")
     out: dict[str, object] = {"requests": n, "llm_delay_s": delay_s}
     for label, texts in (("identical", ["What is the meaning of life?"] * n),
                          ("distinct", [f"Distinct question number {i}?" for i in range(n)])):  # fmt: skip
         llm = InstantLLM(delay_s)
-        policy = Policy(min_similarity=verifier.min_cosine, candidates=3, verifier=verifier)
         service = CacheService(embedder=embedder, store=store, llm=llm, policy=policy, embed_concurrency=2)
         started = time.perf_counter()
         results = await asyncio.gather(*(service.answer(ask(t), tenant="bench") for t in texts), return_exceptions=True)
@@ -209,8 +150,7 @@ async def storm(url: str, embedder: OnnxEmbedder, verifier: Verifier, n: int, de
             "llm_calls": llm.calls,
             "errors": sum(isinstance(r, BaseException) for r in results),
         }
-    await client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
-    await store.close()
+    await drop_store(store)
     return out
 
 
@@ -226,13 +166,11 @@ def main() -> None:
     parser.add_argument("--storm", type=int, default=1000, help="concurrent misses in the storm test")
     parser.add_argument("--llm-delay-s", type=float, default=1.0)
     args = parser.parse_args()
-    models = ROOT / ".local" / "models"
-    embedder = OnnxEmbedder(models / "model.onnx", models / "tokenizer.json", name="all-MiniLM-L6-v2-int8")
-    verifier = Verifier.load(DEFAULT_PATH)
+    embedder, policy = shipped_embedder(), shipped_policy()
     with bundled_redis() as url:
         report: dict[str, object] = {"machine": f"{os.cpu_count()} cores", "sizes": []}
         for size in (int(s) for s in args.sizes.split(",")):
-            r = asyncio.run(run_size(size, args, url, embedder, verifier))
+            r = asyncio.run(run_size(size, args, url, embedder, policy))
             report["sizes"].append(r)  # type: ignore[union-attr]
             print(
                 f"{size:>7} entries: embed p50 {r['embed_ms']['p50']:6.2f} ms | exact p50 {r['exact_ms']['p50']:5.2f}"
@@ -243,13 +181,11 @@ def main() -> None:
                 f" {r['semantic_hits_per_s_one_at_a_time']} one at a time ({r['batched_over_one_at_a_time']}x)",
                 flush=True,
             )
-        s = asyncio.run(storm(url, embedder, verifier, args.storm, args.llm_delay_s))
+        s = asyncio.run(storm(url, embedder, policy, args.storm, args.llm_delay_s))
         report["storm"] = s
         print(f"storm of {args.storm} concurrent misses, LLM {args.llm_delay_s}s: identical {s['identical']}, "
               f"distinct {s['distinct']}")  # fmt: skip
-        out = ROOT / "bench" / "results" / f"latency-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        out.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote {out.relative_to(ROOT)}")
+        save_result("latency", report)
 
 
 if __name__ == "__main__":

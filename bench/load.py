@@ -19,25 +19,15 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
+from collections import Counter
 from typing import Any
 
 import httpx
-from _redis import bundled_redis
-
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("SEMCACHE_EVAL_DATA", ROOT.parent / "shared" / "data"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from _common import DATA, ROOT, bundled_redis, free_port, pct, save_result
 
 
 def wait_for(url: str, what: str, seconds: float = 60) -> None:
@@ -50,11 +40,6 @@ def wait_for(url: str, what: str, seconds: float = 60) -> None:
             pass
         time.sleep(0.1)
     raise SystemExit(f"{what} did not start at {url}")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2) if ordered else float("nan")
 
 
 async def query(client: httpx.AsyncClient, text: str) -> tuple[float, int, dict[str, Any]]:
@@ -165,7 +150,7 @@ async def run(args: argparse.Namespace, api: str, fake: str) -> dict[str, Any]:
                 "p99_ms": pct([r[0] for r in results], 0.99),
                 "errors": sum(r[1] != 200 for r in results),
                 "llm_calls": stats["calls"],
-                "statuses": _count(r[2].get("cache", {}).get("status", "error") for r in results),
+                "statuses": dict(Counter(r[2].get("cache", {}).get("status", "error") for r in results)),
                 "error_samples": sorted({f"{r[1]} {r[2].get('error', r[2])}"[:160] for r in results if r[1] != 200})[
                     :3
                 ],
@@ -180,13 +165,6 @@ async def run(args: argparse.Namespace, api: str, fake: str) -> dict[str, Any]:
             "best_under_50ms_p99": best, "storm": out}  # fmt: skip
 
 
-def _count(values: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for v in values:
-        counts[v] = counts.get(v, 0) + 1
-    return counts
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per load level")
@@ -194,7 +172,6 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--storm", type=int, default=1000)
     parser.add_argument("--llm-delay-ms", type=float, default=1000.0)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     procs: list[subprocess.Popen[bytes]] = []
     server_log = (ROOT / ".local" / "bench-load-server.log").open("wb")  # read it if errors are reported
@@ -224,10 +201,7 @@ def main() -> None:
         for r in rows:
             print(f"{tier:9}{r['clients']:>8}{r['per_s']:>9}{r['p50_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}")
     print(json.dumps({"best_under_50ms_p99": result["best_under_50ms_p99"], "storm": result["storm"]}, indent=1))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=1))
-    print(f"written {path.relative_to(ROOT)}")
+    save_result("load", result)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import tempfile
 import time
 import uuid
@@ -28,18 +27,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _redis import bundled_redis
-from latency import InstantLLM, ask, fill, log, pct
+from _common import (
+    InstantLLM,
+    ask,
+    bench_store,
+    bundled_redis,
+    drop_store,
+    fill,
+    log,
+    pct,
+    save_result,
+    shipped_embedder,
+    shipped_policy,
+    statements,
+)
 
-from semcache.adapters import redis_store
 from semcache.adapters.onnx_embedder import OnnxEmbedder
-from semcache.adapters.redis_store import RedisStore
 from semcache.core.fingerprint import normalize_text, scope_fingerprint
-from semcache.core.service import CacheService, Policy
-from semcache.core.verifier import DEFAULT_PATH, Verifier
-
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("SEMCACHE_EVAL_DATA", ROOT.parent / "shared" / "data"))
+from semcache.core.service import CacheService
 
 
 def redisvl_cache(url: str, embedder: OnnxEmbedder, cosine: float) -> Any:
@@ -79,21 +84,13 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     from gptcache.adapter.api import get as gpt_get
     from gptcache.adapter.api import put as gpt_put
 
-    embedder = OnnxEmbedder(
-        ROOT / ".local/models/model.onnx", ROOT / ".local/models/tokenizer.json", name="all-MiniLM-L6-v2-int8"
-    )
-    verifier = Verifier.load(DEFAULT_PATH)
-    pairs = json.loads((DATA / "gptcache" / "mock_data.json").read_text())
-    origins = [p["origin"] for p in pairs]
-    vectors = np.vstack([embedder.embed(origins[i : i + 8]) for i in range(0, len(origins), 8)])
+    embedder = shipped_embedder()
+    pairs, origins, vectors = statements(embedder)
     log(f"embedded {len(origins)} statements")
 
     # semcache
-    client = redis_store.connect(url, timeout_s=2, connect_timeout_s=2)
-    store = RedisStore(client, prefix=f"peers{uuid.uuid4().hex[:6]}:", embedder_id=embedder.id, dim=embedder.dim)
-    await store.ensure_index()
-    policy = Policy(min_similarity=verifier.min_cosine, candidates=3, verifier=verifier)
-    service = CacheService(embedder=embedder, store=store, llm=InstantLLM(), policy=policy)
+    store = await bench_store(url, embedder, "peers")
+    service = CacheService(embedder=embedder, store=store, llm=InstantLLM(), policy=shipped_policy())
     await fill(store, scope_fingerprint(ask("x"), tenant="bench", embedder_id=embedder.id), len(origins), origins,
                vectors)  # fmt: skip
 
@@ -146,8 +143,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 hits[name] += hit
                 served.setdefault(name, []).append(hit)
     rvl.delete()
-    await client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
-    await store.close()
+    await drop_store(store)
 
     n = min(len(questions), args.iterations)
     result: dict[str, Any] = {
@@ -175,7 +171,6 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--questions", type=int, default=100, help="the first N paraphrase pairs of mock_data")
     parser.add_argument("--cosine", type=float, default=0.85, help="the peers' single cosine threshold")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     with bundled_redis() as url:
         result = asyncio.run(run(args, url))
@@ -186,10 +181,7 @@ def main() -> None:
         print(f"{key:22}{result[f'{key}_ms']['p50']:>10}{result[f'{key}_ms']['p99']:>10}"
               f"{'' if rate is None else rate:>10}")  # fmt: skip
     print(json.dumps(result["ratios"], indent=1))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"peers-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=1))
-    print(f"written {path.relative_to(ROOT)}")
+    save_result("peers", result)
 
 
 if __name__ == "__main__":
