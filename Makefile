@@ -70,6 +70,7 @@ bench: sync models ## benchmarks, quick profile (a few minutes): our path, the p
 	$(UV) run --locked python bench/latency.py --sizes $(or $(BENCH_SIZES),1000,10000)
 	$(UV) run --locked --group bench python bench/peers.py
 	$(UV) run --locked python bench/load.py --seconds 3 --max-clients 16
+	$(UV) run --locked python bench/batching.py
 
 bench-full: sync models ## the fuller profile: up to 100k entries, longer load levels
 	$(UV) run --locked python bench/latency.py --sizes 1000,10000,100000 --iterations 400 --rounds 5
