@@ -4,19 +4,19 @@ Everything is built when this module loads (Lambda's init phase) and reused by w
 Configuration comes from the environment (SEMCACHE_*), secrets from Secrets Manager or SSM: see template.yaml.
 """
 
-import os
-from pathlib import Path
-
 from semcache.adapters import onnx_embedder
+from semcache.settings import Settings
 
 # Start loading the embedder's ONNX session on a thread before the web stack is imported: onnxruntime does it
-# without holding the GIL, so the two overlap (about 0.4 s of init). Same variables as semcache.settings; if they
-# say otherwise there, the embedder simply builds its own session.
-onnx_embedder.preload(
-    Path(os.environ.get("SEMCACHE_MODEL_DIR", ".local/models")) / "model.onnx",
-    int(os.environ.get("SEMCACHE_EMBED_THREADS", "1")),
-)
+# without holding the GIL, so the two overlap (about 0.4 s of init). Settings that do not parse are reported by
+# build_handler, with the variable to fix; here they only mean no head start.
+try:
+    settings: Settings | None = Settings()
+except ValueError:  # pydantic's ValidationError
+    settings = None
+if settings is not None:
+    onnx_embedder.preload(settings.model_dir / "model.onnx", settings.embed_threads)
 
-from semcache.serverless import build_handler  # noqa: E402  (after the preload, on purpose)
+from semcache.serverless import build_handler  # after the preload, on purpose
 
-handler = build_handler()
+handler = build_handler(settings)
