@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from data import ROOT, qqp
 from finetune import BASE
@@ -23,22 +22,16 @@ from tokenizers import Tokenizer
 from transformers import AutoModel
 
 sys.path.insert(0, str(ROOT / "local"))
+sys.path.insert(0, str(ROOT / "src"))  # the training venv does not install semcache; its embedder needs no more
 from adapt_model import adapter_deltas
+
+from semcache.adapters.onnx_embedder import OnnxEmbedder
 
 
 def onnx_embed(path: Path, texts: list[str]) -> np.ndarray:
-    tok = Tokenizer.from_file(str(BASE / "tokenizer.json"))
-    tok.no_padding()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    out = []
-    for t in texts:
-        e = tok.encode(t)
-        ids = np.array([e.ids], dtype=np.int64)
-        hidden = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids),
-                                    "token_type_ids": np.zeros_like(ids)})[0]  # fmt: skip
-        v = hidden[0].mean(axis=0)
-        out.append(v / np.linalg.norm(v))
-    return np.array(out)
+    """Embeddings as the service makes them: semcache's own OnnxEmbedder over the ONNX file."""
+    embedder = OnnxEmbedder(path, BASE / "tokenizer.json", name="check")
+    return np.vstack([embedder.embed([t]) for t in texts])
 
 
 @torch.no_grad()
