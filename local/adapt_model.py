@@ -6,36 +6,20 @@ The int8 model stores each encoder weight as int8 values times one float scale p
 max |w| / 127), dequantised inside the graph; its initialisers have export-generated names. Each one is matched to
 its float32 original in the sentence-transformers safetensors by requantising the original the same way: the match
 must be exact, which also proves the scheme. The adapted weight is float32 original + delta, quantised once with the
-same scheme, so the merged model carries no more rounding than the base. Needs numpy and onnx (a build-time tool;
-the service never imports it).
+same scheme, so the merged model carries no more rounding than the base. Needs numpy, onnx and safetensors (the
+dev group: a build-time tool; the service never imports it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 Array = npt.NDArray[np.float32]
-
-
-def read_safetensors(path: Path) -> dict[str, Array]:
-    """The float32 tensors of a .safetensors file (format: u64 header length, JSON header, raw data)."""
-    raw = path.read_bytes()
-    (length,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + length])
-    data = memoryview(raw)[8 + length :]
-    out = {}
-    for name, spec in header.items():
-        if name == "__metadata__" or spec["dtype"] != "F32":
-            continue
-        start, end = spec["data_offsets"]
-        out[name] = np.frombuffer(data[start:end], dtype=np.float32).reshape(spec["shape"])
-    return out
 
 
 def quantize(weight_in_out: Array) -> tuple[npt.NDArray[np.int8], Array]:
@@ -58,9 +42,10 @@ def adapter_deltas(path: Path) -> tuple[dict[str, Array], dict[str, object]]:
 def merge(base_onnx: Path, base_weights: Path, adapter: Path, out: Path) -> dict[str, object]:
     import onnx
     from onnx import numpy_helper
+    from safetensors.numpy import load_file
 
     model = onnx.load(str(base_onnx))
-    originals = {k: v for k, v in read_safetensors(base_weights).items() if v.ndim == 2 and ".layer." in k}
+    originals = {k: v for k, v in load_file(str(base_weights)).items() if v.ndim == 2 and ".layer." in k}
     deltas, meta = adapter_deltas(adapter)
     inits = {i.name: i for i in model.graph.initializer}
     matched: dict[str, str] = {}  # safetensors name -> initialiser prefix
