@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from semcache.core.errors import UpstreamError, UpstreamTimeout
@@ -42,7 +43,9 @@ class OpenAILLM:
         max_retries: int = 1,
     ) -> None:
         self._client = client
-        self._connect = {"api_key": api_key, "base_url": base_url, "timeout_s": timeout_s, "max_retries": max_retries}
+        self._connect = partial(
+            connect, api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries
+        )
         self._lock = threading.Lock()
         self._loading: threading.Thread | None = None
 
@@ -50,7 +53,7 @@ class OpenAILLM:
         """The SDK client, made (and the SDK imported) on the first call; thread-safe."""
         with self._lock:
             if self._client is None:
-                self._client = connect(**self._connect)  # type: ignore[arg-type]
+                self._client = self._connect()
             return self._client
 
     def preload(self) -> threading.Thread:
