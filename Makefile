@@ -110,7 +110,8 @@ eval-adapter: sync ## the figures of the adapted embedder (docs/quality/adapter/
 coldstart: sync models ## benchmark: Lambda init (import the handler, build the service) in fresh processes
 	$(UV) run --locked python bench/coldstart.py
 	test -d .aws-sam/build-x86_64 || $(MAKE) sam-check
-	$(UV) run --locked python bench/coldstart.py --build-dir .aws-sam/build-x86_64 --python $(UV_PYTHON)
+	$(UV) run --locked python bench/coldstart.py --build-dir .aws-sam/build-x86_64 --python $(UV_PYTHON) \
+		--secrets none,sdk,extension
 
 $(CURDIR)/.local/uv/bin/uv:
 	python3 -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.local/uv uv

@@ -7,14 +7,17 @@ run yourself (for example `docker compose up -d redis`).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -147,3 +150,30 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     server = FakeOpenAI()
     yield server
     server.close()
+
+
+def _load_local(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"local_{name}", LOCAL / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def fake_aws_secrets() -> Iterator[Callable[..., Any]]:
+    """Start local/fake_aws_secrets.py's server in this process: start(values, token, not_ready=0) -> server."""
+    module = _load_local("fake_aws_secrets")
+    servers: list[Any] = []
+
+    def start(values: dict[str, str], token: str, not_ready: int = 0) -> Any:
+        server = module.FakeSecrets(0, values, token, not_ready)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

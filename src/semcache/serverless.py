@@ -95,5 +95,8 @@ def build_handler(settings: Settings | None = None, *, secrets: SecretSource | N
     """Build everything now (Lambda init), not per request: settings, secrets, embedder, clients, the index."""
     configure_json_logging()
     settings = settings or load_settings()
-    settings = resolve_secrets(settings, secrets or SecretReader(ttl_s=settings.secrets_cache_ttl_s))
+    secrets = secrets or SecretReader.for_lambda(
+        ttl_s=settings.secrets_cache_ttl_s, extension_port=settings.secrets_extension_port
+    )
+    settings = resolve_secrets(settings, secrets)
     return LambdaEntry(build(settings))

@@ -24,7 +24,7 @@ def _check_digest(value: str, setting: str) -> None:
 class Settings(BaseSettings):
     """semcache's settings; an explicit argument beats the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="SEMCACHE_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SEMCACHE_", frozen=True, extra="ignore", populate_by_name=True)
 
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
@@ -92,6 +92,13 @@ class Settings(BaseSettings):
         None, description="read the OpenAI key from this Secrets Manager secret (or ssm:/parameter/name)"
     )
     secrets_cache_ttl_s: float = Field(300, ge=0, le=86400, description="how long a secret read is reused")
+    secrets_extension_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("SEMCACHE_SECRETS_EXTENSION_PORT", "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"),
+        description="read secrets through the AWS Parameters and Secrets Lambda Extension on this port (no boto3)",
+    )
 
     metrics_emf: bool = Field(False, description="write one CloudWatch EMF line per request to stdout")
     metrics_namespace: str = Field("semcache", min_length=1)

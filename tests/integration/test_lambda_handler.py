@@ -137,6 +137,35 @@ def test_secrets_are_read_at_init(aws: None, redis_url: str, model_dir: Path, fa
         handler.close()
 
 
+def test_secrets_come_through_the_extension_when_its_port_is_set(
+    fake_aws_secrets: Any,
+    redis_url: str,
+    model_dir: Path,
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    values = {"semcache/redis": json.dumps({"url": redis_url}), "semcache/openai": json.dumps({"api_key": "sk-x"})}
+    server = fake_aws_secrets(values, "the-session-token")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "the-session-token")
+    handler = build_handler(
+        settings(
+            redis_url="redis://unused:1/0",
+            openai_api_key=None,
+            redis_url_secret_arn="semcache/redis",
+            openai_api_key_secret_arn="semcache/openai",
+            secrets_extension_port=server.server_address[1],
+            openai_base_url=fake_openai.base_url,
+        )
+    )
+    try:
+        assert handler.components.settings.redis_url == redis_url
+        assert (server.extension_requests, server.sdk_requests) == (2, 0)
+        reply = handler(event("http_api_v2_query.json", {"query": f"extension test {uuid.uuid4().hex}"}), None)
+        assert reply["headers"]["x-semcache"] == "miss"
+    finally:
+        handler.close()
+
+
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
