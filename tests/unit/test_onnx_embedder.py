@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from semcache.adapters import onnx_embedder
 from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.core.errors import EmbedderError
+from semcache.core.ports import Abort
 
 
 def make(model_dir: Path, threads: int = 1) -> OnnxEmbedder:
@@ -60,15 +62,29 @@ def test_a_failed_preload_leaves_the_embedder_to_report_the_problem(tmp_path: Pa
 
 def test_the_id_follows_the_model_files_content(tmp_path: Path, model_dir: Path) -> None:
     import onnx
-    from onnx import numpy_helper
 
     (tmp_path / "tokenizer.json").write_bytes((model_dir / "tokenizer.json").read_bytes())
     model = onnx.load(str(model_dir / "model.onnx"))
-    weight = next(i for i in model.graph.initializer if i.name.endswith("_q"))
-    q = numpy_helper.to_array(weight).copy()
-    q.flat[0] = -q.flat[0] if q.flat[0] else 1  # another model of the very same size
-    weight.CopyFrom(numpy_helper.from_array(q, weight.name))
+    weight = next(i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.raw_data) > 1)
+    raw = bytearray(weight.raw_data)
+    raw[0] = (raw[0] + 1) % 256  # one int8 weight changed: another model of the very same size
+    weight.raw_data = bytes(raw)
     onnx.save(model, str(tmp_path / "model.onnx"))
     assert (tmp_path / "model.onnx").stat().st_size == (model_dir / "model.onnx").stat().st_size
     assert make(tmp_path).id != make(model_dir).id
     assert make(model_dir).id == make(model_dir).id
+
+
+def test_an_abort_stops_a_run_midway_and_the_next_run_is_unaffected(model_dir: Path) -> None:
+    embedder = make(model_dir)
+    long_batch = [f"{i} " + "a sentence that goes on and on " * 30 for i in range(64)]  # seconds of work here
+    abort = Abort()
+    timer = threading.Timer(0.05, abort.abort)
+    timer.start()
+    with pytest.raises(EmbedderError, match="aborted"):
+        embedder.embed(long_batch, abort)
+    timer.join()
+    with pytest.raises(EmbedderError, match="aborted"):  # aborted before it starts: no run at all
+        embedder.embed(["short"], abort)
+    fresh = embedder.embed(["What is the capital of France?"], Abort())
+    assert np.allclose(fresh, embedder.embed(["What is the capital of France?"]), atol=1e-6)

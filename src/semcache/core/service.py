@@ -220,16 +220,31 @@ class CacheService:
     async def _lookup(
         self, scope: str, eid: str, normalized: str, control: CacheControl
     ) -> tuple[Answer | None, Vector | None]:
-        """Exact tier, then semantic tier; returns the hit (or None) and the query's vector if one was computed."""
-        entry = await self._store.get(eid)
+        """Exact tier, then semantic tier; returns the hit (or None) and the query's vector if one was computed.
+
+        The embedding starts at once, beside the exact probe (a Redis round trip), so a semantic lookup does not
+        wait for both in turn; an exact hit abandons it, which stops the model run (see EmbedBatcher).
+        """
+        # A paraphrase of a time-sensitive question may have been stored at another time: only the exact question
+        # (stored with its short TTL) may be served, so no embedding is needed for the lookup.
+        volatile = is_volatile(normalized)
+        embedding = None if volatile else asyncio.ensure_future(self._embed(normalized))
+        if embedding is not None:
+            embedding.add_done_callback(_retrieve)  # an abandoned embedding's error is nobody's to report
+        try:
+            entry = await self._store.get(eid)
+        except BaseException:
+            if embedding is not None:
+                embedding.cancel()
+            raise
         if entry is not None and entry.scope == scope:
+            if embedding is not None:
+                embedding.cancel()
             return _from_entry(entry, tier="exact", similarity=None, confidence=None), None
-        if is_volatile(normalized):
-            # A paraphrase of a time-sensitive question may have been stored at another time: only the exact
-            # question (stored with its short TTL) may be served.
+        if embedding is None:
             return None, None
 
-        vector = await self._embed(normalized)
+        vector = await embedding
         floor = control.min_similarity or self._policy.min_similarity
         matches = [
             m
@@ -313,8 +328,8 @@ def _shared(answer: Answer) -> Answer:
     return replace(answer, cache=info, usage=Usage(), saved_usage=saved, completion=None, llm_ms=None)
 
 
-def _retrieve(future: asyncio.Future[Answer]) -> None:
-    """Mark a single-flight future's exception as seen when no follower waited for it."""
+def _retrieve(future: asyncio.Future[Answer] | asyncio.Future[Vector]) -> None:
+    """Mark a future's exception as seen when nobody waited for it (a single flight, an abandoned embedding)."""
     if not future.cancelled():
         future.exception()
 
