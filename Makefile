@@ -20,7 +20,7 @@ PY312 := $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.pyenv
 export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
 
 .PHONY: run test lint typecheck pytest sync models redis clean sam-validate sam-build sam-check coldstart eval \
-	train-verifier finetune eval-adapter fuzz bench bench-full
+	train-verifier finetune eval-adapter eval-int8-gemm fuzz bench bench-full
 
 SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
 ARCH ?= arm64
@@ -106,6 +106,14 @@ eval-adapter: sync ## the figures of the adapted embedder (docs/quality/adapter/
 		$(UV) run --locked python eval/train_verifier.py --out $(ADAPTED)/verifier.npz
 	SEMCACHE_EVAL_MODELS=$(ADAPTED) $(UV) run --locked python eval/run_eval.py --verifier $(ADAPTED)/verifier.npz \
 		--out docs/quality/adapter
+
+INT8 := .local/models-int8-gemm
+eval-int8-gemm: sync ## the figures of the embedder computing in int8 (docs/quality/int8-gemm/): faster, less accurate
+	$(UV) run --locked python local/artifacts.py --dest $(INT8) --int8-gemm
+	SEMCACHE_EVAL_MODELS=$(INT8) SEMCACHE_VERIFIER_VERSION=qqp-mlp-int8-gemm-1 \
+		$(UV) run --locked python eval/train_verifier.py --out $(INT8)/verifier.npz
+	SEMCACHE_EVAL_MODELS=$(INT8) $(UV) run --locked python eval/run_eval.py --verifier $(INT8)/verifier.npz \
+		--out docs/quality/int8-gemm
 
 coldstart: sync models ## benchmark: Lambda init (import the handler, build the service) in fresh processes
 	$(UV) run --locked python bench/coldstart.py
