@@ -70,6 +70,19 @@ def check_similarity(value: float, name: str) -> None:
         raise ValueError(f"{name} is a cosine similarity and must be in (0, 1], got {value}")
 
 
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """One cacheable question, as the cache keys it: its text, normalised form, scope, entry id and tenant."""
+
+    prompt: Prompt
+    control: CacheControl
+    text: str
+    normalized: str
+    scope: str
+    eid: str
+    tenant: str
+
+
 class CacheService:
     """Answers prompts from the cache when a stored answer fits, otherwise from the LLM (and stores it)."""
 
@@ -115,6 +128,7 @@ class CacheService:
         normalized = normalize_text(text)
         scope = scope_fingerprint(prompt, tenant=tenant, embedder_id=self._embedder.id)
         eid = entry_id(scope, normalized)
+        asked = _Asked(prompt, control, text, normalized, scope, eid, tenant)
         leader = self._inflight.get(eid)
         if leader is not None and control.mode is CacheMode.USE:
             # The same question (same scope) is being answered right now: share that answer, not a second call.
@@ -123,7 +137,7 @@ class CacheService:
         future.add_done_callback(_retrieve)
         self._inflight[eid] = future
         try:
-            answer = await self._answer_scoped(prompt, control, text, normalized, scope, eid, tenant)
+            answer = await self._answer_scoped(asked)
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else UpstreamError("the request was cancelled"))
             raise
@@ -134,49 +148,37 @@ class CacheService:
                 del self._inflight[eid]
         return answer
 
-    async def _answer_scoped(
-        self, prompt: Prompt, control: CacheControl, text: str, normalized: str, scope: str, eid: str, tenant: str
-    ) -> Answer:
+    async def _answer_scoped(self, asked: _Asked) -> Answer:
         """Lookup (unless refreshing), then the LLM on a miss."""
         vector: Vector | None = None
         lookup_ms: float | None = None
         if not self._breaker.closed():
             # The store failed moments ago: do not make this request wait for it to fail again.
-            return await self._from_llm(prompt, CacheInfo(status="bypass", reason="cache unavailable"))
-        if control.mode is CacheMode.USE:
+            return await self._from_llm(asked.prompt, CacheInfo(status="bypass", reason="cache unavailable"))
+        if asked.control.mode is CacheMode.USE:
             started = time.perf_counter()
             try:
-                hit, vector = await self._lookup(scope, eid, normalized, control)
+                hit, vector = await self._lookup(asked)
             except (StoreError, EmbedderError) as exc:
                 self._breaker.failed()
                 log.warning("cache lookup failed, answering from the LLM: %s", exc)
-                return await self._from_llm(prompt, CacheInfo(status="bypass", reason="cache unavailable"))
+                return await self._from_llm(asked.prompt, CacheInfo(status="bypass", reason="cache unavailable"))
             self._breaker.succeeded()
             lookup_ms = (time.perf_counter() - started) * 1000
             if hit is not None:
                 return replace(hit, lookup_ms=lookup_ms)
-        return await self._miss(prompt, control, text, normalized, scope, eid, vector, tenant, lookup_ms)
+        return await self._miss(asked, vector, lookup_ms)
 
-    async def _miss(
-        self,
-        prompt: Prompt,
-        control: CacheControl,
-        text: str,
-        normalized: str,
-        scope: str,
-        eid: str,
-        vector: Vector | None,
-        tenant: str,
-        lookup_ms: float | None,
-    ) -> Answer:
+    async def _miss(self, asked: _Asked, vector: Vector | None, lookup_ms: float | None) -> Answer:
         """Call the LLM, return its answer, and store it if it is complete and may be kept."""
-        answer = await self._from_llm(prompt, CacheInfo(status="miss"), lookup_ms=lookup_ms)
+        control = asked.control
+        answer = await self._from_llm(asked.prompt, CacheInfo(status="miss"), lookup_ms=lookup_ms)
         completion = answer.completion
         assert completion is not None
         if not completion.completed:
             return replace(answer, cache=CacheInfo(status="miss", reason="incomplete answer not cached"))
         ttl, freshness = self._policy.freshness.ttl(
-            text, completion.text, control.ttl_seconds or self._policy.ttl_seconds
+            asked.text, completion.text, control.ttl_seconds or self._policy.ttl_seconds
         )
         if control.ttl_seconds is not None and freshness != "evergreen":
             ttl = control.ttl_seconds  # the caller asked for this lifetime explicitly: theirs to decide
@@ -184,24 +186,24 @@ class CacheService:
             info = CacheInfo(status="miss", reason="time-sensitive question: not cached", freshness=freshness)
             return replace(answer, cache=info)
         entry = Entry(
-            id=eid,
-            scope=scope,
-            query=text,
+            id=asked.eid,
+            scope=asked.scope,
+            query=asked.text,
             response=completion.text,
             model=completion.model,
             usage=completion.usage,
             created_at=self._clock(),
-            tenant=tenant,
+            tenant=asked.tenant,
         )
         try:
             if vector is None:
-                vector = await self._embed(normalized)
+                vector = await self._embed(asked.normalized)
             await self._store.put(entry, vector, ttl)
         except (StoreError, EmbedderError) as exc:
             self._breaker.failed()
             log.warning("could not store the answer: %s", exc)
             return replace(answer, cache=CacheInfo(status="miss", reason="answer not stored"))
-        info = CacheInfo(status="miss", entry_id=eid, ttl_seconds=ttl, freshness=freshness, scope=scope)
+        info = CacheInfo(status="miss", entry_id=asked.eid, ttl_seconds=ttl, freshness=freshness, scope=asked.scope)
         return replace(answer, cache=info)
 
     async def _from_llm(self, prompt: Prompt, info: CacheInfo, *, lookup_ms: float | None = None) -> Answer:
@@ -217,14 +219,13 @@ class CacheService:
             llm_ms=(time.perf_counter() - started) * 1000,
         )
 
-    async def _lookup(
-        self, scope: str, eid: str, normalized: str, control: CacheControl
-    ) -> tuple[Answer | None, Vector | None]:
+    async def _lookup(self, asked: _Asked) -> tuple[Answer | None, Vector | None]:
         """Exact tier, then semantic tier; returns the hit (or None) and the query's vector if one was computed.
 
         The embedding starts at once, beside the exact probe (a Redis round trip), so a semantic lookup does not
         wait for both in turn; an exact hit abandons it, which stops the model run (see EmbedBatcher).
         """
+        scope, normalized, control = asked.scope, asked.normalized, asked.control
         # A paraphrase of a time-sensitive question may have been stored at another time: only the exact question
         # (stored with its short TTL) may be served, so no embedding is needed for the lookup.
         volatile = is_volatile(normalized)
@@ -232,7 +233,7 @@ class CacheService:
         if embedding is not None:
             embedding.add_done_callback(_retrieve)  # an abandoned embedding's error is nobody's to report
         try:
-            entry = await self._store.get(eid)
+            entry = await self._store.get(asked.eid)
         except BaseException:
             if embedding is not None:
                 embedding.cancel()
