@@ -6,10 +6,11 @@ The published model stores each encoder weight as int8 times a per-column scale 
 run dequantises nothing (onnxruntime folds that at load) yet streams 4 bytes per weight through the float GEMM. Here
 the 36 encoder MatMuls become dynamically quantised ones (onnxruntime.quantization.quantize_dynamic: per-column
 int8 weights, uint8 activations quantised per run; onnxruntime fuses them into integer GEMMs), faster on one core
-but less faithful: activation rounding moves pair similarities by about 0.01 (docs/quality.md has the cost in
-precision and recall, and why it is not the default: `make eval-int8-gemm`). The weights are requantised from their dequantised values with the same scheme,
-so the int8 values must come out identical to the published ones: checked, or nothing is written. The word
-embedding table keeps its int8 storage and float lookup. Needs onnx (dev group: a build-time tool).
+but less faithful: activation rounding moves pair similarities by about 0.01, which costs precision and recall
+(docs/quality.md; `make eval-int8-gemm`), so it is not the default. The weights are requantised from their
+dequantised values with the same scheme, so the int8 values must come out identical to the published ones:
+checked, or nothing is written. The word embedding table keeps its int8 storage and float lookup. Needs onnx (dev
+group: a build-time tool).
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ import numpy.typing as npt
 
 from semcache.core.errors import EmbedderError, UpstreamError
 from semcache.core.models import Completion, Prompt, Usage
-from semcache.core.ports import Abort
 
 WORD = re.compile(r"[a-z0-9]+")
 
@@ -26,7 +25,7 @@ class BagOfWordsEmbedder:
         self.calls: list[str] = []
         self.fail = False
 
-    def embed(self, texts: Sequence[str], abort: Abort | None = None) -> npt.NDArray[np.float32]:
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if self.fail:
             raise EmbedderError("embedder down")
         self.calls.extend(texts)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 from semcache.adapters import onnx_embedder
 from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.core.errors import EmbedderError
-from semcache.core.ports import Abort
 
 
 def make(model_dir: Path, threads: int = 1) -> OnnxEmbedder:
@@ -73,18 +71,3 @@ def test_the_id_follows_the_model_files_content(tmp_path: Path, model_dir: Path)
     assert (tmp_path / "model.onnx").stat().st_size == (model_dir / "model.onnx").stat().st_size
     assert make(tmp_path).id != make(model_dir).id
     assert make(model_dir).id == make(model_dir).id
-
-
-def test_an_abort_stops_a_run_midway_and_the_next_run_is_unaffected(model_dir: Path) -> None:
-    embedder = make(model_dir)
-    long_batch = [f"{i} " + "a sentence that goes on and on " * 30 for i in range(64)]  # seconds of work here
-    abort = Abort()
-    timer = threading.Timer(0.05, abort.abort)
-    timer.start()
-    with pytest.raises(EmbedderError, match="aborted"):
-        embedder.embed(long_batch, abort)
-    timer.join()
-    with pytest.raises(EmbedderError, match="aborted"):  # aborted before it starts: no run at all
-        embedder.embed(["short"], abort)
-    fresh = embedder.embed(["What is the capital of France?"], Abort())
-    assert np.allclose(fresh, embedder.embed(["What is the capital of France?"]), atol=1e-6)

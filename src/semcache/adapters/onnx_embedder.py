@@ -15,7 +15,6 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from semcache.core.errors import EmbedderError
-from semcache.core.ports import Abort
 
 DEFAULT_MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on sequences of at most 256 word pieces; longer input is truncated."""
@@ -109,29 +108,17 @@ class OnnxEmbedder:
         """The vectors' dimension (384 for MiniLM)."""
         return self._dim
 
-    def embed(self, texts: Sequence[str], abort: Abort | None = None) -> npt.NDArray[np.float32]:
-        """Embed texts into a (len(texts), dim) float32 array of unit vectors; EmbedderError once aborted."""
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed texts into a (len(texts), dim) float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
-        options = None
-        if abort is not None:
-            # onnxruntime checks the flag between graph nodes: a run nobody waits for stops within a node or two.
-            options = ort.RunOptions()
-            abort.on_abort(lambda: setattr(options, "terminate", True))
-            if abort.aborted:
-                raise EmbedderError("embedding aborted")
         encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        try:
-            hidden = self._session.run(None, feeds, options)[0]
-        except Exception as exc:  # onnxruntime's Fail when terminated
-            if abort is not None and abort.aborted:
-                raise EmbedderError("embedding aborted") from None
-            raise EmbedderError(f"the ONNX run failed: {exc}") from exc
+        hidden = self._session.run(None, feeds)[0]
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)

@@ -3,20 +3,17 @@
 While a batch is being embedded, newly arriving texts queue; when a runner frees up, it takes everything queued
 (up to max_batch) in one call. An idle service embeds a single text at once, so batching adds no latency; a busy
 one amortises the per-call overhead (a batch of 8 similar-length texts costs about half as much per text).
-A caller may give up (cancel): its text is dropped if not yet started, and a running batch whose callers have all
-given up is aborted (the embedder stops between graph nodes), so speculative embeddings cost little when unneeded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections import deque
 
 import numpy as np
 
 from semcache.core.errors import EmbedderError
-from semcache.core.ports import Abort, Embedder, Vector
+from semcache.core.ports import Embedder, Vector
 
 
 class EmbedBatcher:
@@ -48,12 +45,8 @@ class EmbedBatcher:
                 if not batch:
                     continue
                 order = sorted(range(len(batch)), key=lambda i: len(batch[i][0]))  # similar lengths: less padding
-                abort = Abort()
-                abandoned = functools.partial(_abort_if_abandoned, [f for _, f in batch], abort)
-                for _, future in batch:  # when every caller of this batch has given up, the run stops
-                    future.add_done_callback(abandoned)
                 try:
-                    vectors = await asyncio.to_thread(self._embedder.embed, [batch[i][0] for i in order], abort)
+                    vectors = await asyncio.to_thread(self._embedder.embed, [batch[i][0] for i in order])
                 except Exception as exc:  # noqa: BLE001 - handed to every waiting caller, who degrade to no cache
                     error = exc if isinstance(exc, EmbedderError) else EmbedderError(f"embedding failed: {exc!r}")
                     for _, future in batch:
@@ -66,8 +59,3 @@ class EmbedBatcher:
                         future.set_result(np.asarray(vectors[row], dtype=np.float32))
         finally:
             self._running -= 1
-
-
-def _abort_if_abandoned(futures: list[asyncio.Future[Vector]], abort: Abort, _: object) -> None:
-    if all(f.cancelled() for f in futures):
-        abort.abort()

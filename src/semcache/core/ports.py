@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -12,41 +11,6 @@ import numpy.typing as npt
 from semcache.core.models import Completion, Entry, Match, Prompt
 
 Vector = npt.NDArray[np.float32]
-
-
-class Abort:
-    """A way to stop a computation nobody waits for any more: the computation says how (on_abort), its caller when.
-
-    Thread-safe: the caller aborts from the event loop while the computation runs on a worker thread.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._aborted = False
-        self._hooks: list[Callable[[], None]] = []
-
-    @property
-    def aborted(self) -> bool:
-        """Whether abort() was called."""
-        return self._aborted
-
-    def on_abort(self, hook: Callable[[], None]) -> None:
-        """Call hook when aborted (at once if already)."""
-        with self._lock:
-            if not self._aborted:
-                self._hooks.append(hook)
-                return
-        hook()
-
-    def abort(self) -> None:
-        """Stop the computation: its hooks run once, on this thread."""
-        with self._lock:
-            if self._aborted:
-                return
-            self._aborted = True
-            hooks, self._hooks = self._hooks, []
-        for hook in hooks:
-            hook()
 
 
 class Embedder(Protocol):
@@ -62,12 +26,8 @@ class Embedder(Protocol):
         """The vectors' dimension."""
         ...
 
-    def embed(self, texts: Sequence[str], abort: Abort | None = None) -> npt.NDArray[np.float32]:
-        """Embed texts into a (len(texts), dim) array of unit vectors. CPU-bound: call it off the event loop.
-
-        An embedder that can stop midway does so when abort fires, raising EmbedderError; one that cannot just
-        finishes (its result is then thrown away).
-        """
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed texts into a (len(texts), dim) array of unit vectors. CPU-bound: call it off the event loop."""
         ...
 
 

@@ -220,32 +220,17 @@ class CacheService:
         )
 
     async def _lookup(self, asked: _Asked) -> tuple[Answer | None, Vector | None]:
-        """Exact tier, then semantic tier; returns the hit (or None) and the query's vector if one was computed.
-
-        The embedding starts at once, beside the exact probe (a Redis round trip), so a semantic lookup does not
-        wait for both in turn; an exact hit abandons it, which stops the model run (see EmbedBatcher).
-        """
+        """Exact tier, then semantic tier; returns the hit (or None) and the query's vector if one was computed."""
         scope, normalized, control = asked.scope, asked.normalized, asked.control
-        # A paraphrase of a time-sensitive question may have been stored at another time: only the exact question
-        # (stored with its short TTL) may be served, so no embedding is needed for the lookup.
-        volatile = is_volatile(normalized)
-        embedding = None if volatile else asyncio.ensure_future(self._embed(normalized))
-        if embedding is not None:
-            embedding.add_done_callback(_retrieve)  # an abandoned embedding's error is nobody's to report
-        try:
-            entry = await self._store.get(asked.eid)
-        except BaseException:
-            if embedding is not None:
-                embedding.cancel()
-            raise
+        entry = await self._store.get(asked.eid)
         if entry is not None and entry.scope == scope:
-            if embedding is not None:
-                embedding.cancel()
             return _from_entry(entry, tier="exact", similarity=None, confidence=None), None
-        if embedding is None:
+        if is_volatile(normalized):
+            # A paraphrase of a time-sensitive question may have been stored at another time: only the exact
+            # question (stored with its short TTL) may be served.
             return None, None
 
-        vector = await embedding
+        vector = await self._embed(normalized)
         floor = control.min_similarity or self._policy.min_similarity
         matches = [
             m
@@ -329,8 +314,8 @@ def _shared(answer: Answer) -> Answer:
     return replace(answer, cache=info, usage=Usage(), saved_usage=saved, completion=None, llm_ms=None)
 
 
-def _retrieve(future: asyncio.Future[Answer] | asyncio.Future[Vector]) -> None:
-    """Mark a future's exception as seen when nobody waited for it (a single flight, an abandoned embedding)."""
+def _retrieve(future: asyncio.Future[Answer]) -> None:
+    """Mark a single-flight future's exception as seen when no follower waited for it."""
     if not future.cancelled():
         future.exception()
 
