@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from _common import ROOT, bundled_redis
+from _common import ROOT, bundled_redis, save_result
 
 PROBE = """
 import time
@@ -139,11 +139,12 @@ def main() -> None:
                 runs[mode].append(run)
                 print(f"run {i + 1} secrets={mode:9}: " + "  ".join(f"{k} {v:7.1f}" for k, v in run.items()))
         source = str(args.build_dir) if args.build_dir else "venv"
+        result: dict[str, object] = {"benchmark": "coldstart", "source": source, "target_init_ms": 1000, "modes": {}}
         for mode in modes:
             medians = {k: round(statistics.median(r[k] for r in runs[mode]), 1) for k in runs[mode][0]}
             print(f"median secrets={mode:9}: " + "  ".join(f"{k} {v:7.1f}" for k, v in medians.items()))
-            summary = {"benchmark": "coldstart", "source": source, "secrets": mode, "runs": len(runs[mode])}
-            print(json.dumps({**summary, "median": medians, "target_init_ms": 1000}))
+            result["modes"][mode] = {"median": medians, "runs": runs[mode]}  # type: ignore[index]
+        save_result("coldstart", result)
 
 
 if __name__ == "__main__":
