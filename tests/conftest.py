@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / "local"
@@ -177,3 +178,18 @@ def fake_aws_secrets() -> Iterator[Callable[..., Any]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """moto's in-memory AWS (Secrets Manager, SSM), with stand-in credentials and region for boto3."""
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    with mock_aws():
+        yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -13,7 +13,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from semcache.core.errors import ConfigError
 from semcache.serverless import LambdaEntry, build_handler
@@ -97,20 +96,6 @@ def test_a_store_outage_is_answered_through_the_llm(model_dir: Path, fake_openai
         assert json.loads(reply["body"])["response"] == "[offline answer] Anyone home?"
     finally:
         handler.close()
-
-
-@pytest.fixture
-def aws() -> Iterator[None]:
-    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(keys)
-    with mock_aws():
-        yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def test_secrets_are_read_at_init(aws: None, redis_url: str, model_dir: Path, fake_openai: FakeOpenAI) -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from semcache.adapters.aws_secrets import SecretReader, SecretsExtension
 from semcache.core.errors import ConfigError
@@ -20,20 +18,6 @@ from tests.conftest import free_port
 
 TOKEN = "session-token"
 REDIS = "arn:aws:secretsmanager:us-east-1:123456789012:secret:semcache/redis"
-
-
-@pytest.fixture
-def aws() -> Iterator[None]:
-    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(keys)
-    with mock_aws():
-        yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def reader(port: int, token: str = TOKEN, ready_within_s: float = 1.0) -> SecretReader:
