@@ -109,3 +109,32 @@ async def test_the_service_embeds_through_the_batcher() -> None:
     await asyncio.gather(*(service.answer(ask(f"distinct question {i} about {i * 7}"), tenant="t") for i in range(24)))
     assert sum(embedder.batches) >= 24
     assert len(embedder.batches) < sum(embedder.batches), "concurrent requests should share model runs"
+
+
+async def test_a_batch_holds_texts_of_about_the_same_length_oldest_first() -> None:
+    class RecordingEmbedder(BagOfWordsEmbedder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.runs: list[list[str]] = []
+
+        def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+            self.runs.append(list(texts))
+            return super().embed(texts)
+
+    embedder = RecordingEmbedder()
+    batcher = EmbedBatcher(embedder, max_batch=8, concurrency=1, length_spread=1.5)
+    short = [f"short {i}" for i in range(6)]
+    long = [f"a much longer text, number {i}, that would make the short ones pad to its length" for i in range(6)]
+    texts = ["first, alone", *[t for pair in zip(short, long, strict=True) for t in pair]]
+    vectors = await asyncio.gather(*(batcher.embed(t) for t in texts))
+    assert np.allclose(np.stack(vectors), BagOfWordsEmbedder().embed(texts))
+    # Oldest first: "first, alone" heads the first run, and the short texts (outside its spread) wait; then the
+    # oldest waiting text, "short 0", takes the other short ones, and the long ones run together last.
+    assert [set(run) for run in embedder.runs] == [{"first, alone"}, set(short), set(long)]
+
+
+async def test_batching_regardless_of_length_is_still_possible() -> None:
+    embedder = CountingEmbedder()
+    batcher = EmbedBatcher(embedder, max_batch=16, concurrency=1, length_spread=float("inf"))
+    await asyncio.gather(*(batcher.embed("x" * (1 + 10 * i)) for i in range(9)))
+    assert embedder.batches == [9]

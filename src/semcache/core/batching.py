@@ -1,8 +1,9 @@
 """Micro-batching of embeddings: simultaneous requests share one model run, and a lone request waits for nothing.
 
-While a batch is being embedded, newly arriving texts queue; when a runner frees up, it takes everything queued
-(up to max_batch) in one call. An idle service embeds a single text at once, so batching adds no latency; a busy
-one amortises the per-call overhead (a batch of 8 similar-length texts costs about half as much per text).
+While a batch is being embedded, newly arriving texts queue; when a runner frees up, it takes the oldest queued
+text and the queued texts of about its length (up to max_batch) in one call. An idle service embeds a single text
+at once, so batching adds no latency; a busy one amortises the per-call overhead of streaming the weights, which
+pays for similar lengths only: padding to a much longer text costs more than it saves.
 """
 
 from __future__ import annotations
@@ -15,15 +16,22 @@ import numpy as np
 from semcache.core.errors import EmbedderError
 from semcache.core.ports import Embedder, Vector
 
+SCAN_LIMIT = 256  # how far down the queue a batch is looked for
+
 
 class EmbedBatcher:
     """Embeds texts for many concurrent callers with at most `concurrency` model runs at a time."""
 
-    def __init__(self, embedder: Embedder, *, max_batch: int = 16, concurrency: int = 1) -> None:
-        if max_batch < 1 or concurrency < 1:
-            raise ValueError("max_batch and concurrency must be at least 1")
+    def __init__(
+        self, embedder: Embedder, *, max_batch: int = 16, concurrency: int = 1, length_spread: float = 1.5
+    ) -> None:
+        """length_spread: texts share a run only when their lengths (in characters) are within this ratio of the
+        oldest waiting text's (1.5 measured best here, bench/batching.py; infinity batches regardless of length)."""
+        if max_batch < 1 or concurrency < 1 or length_spread < 1:
+            raise ValueError("max_batch and concurrency must be at least 1, length_spread at least 1.0")
         self._embedder = embedder
         self._max_batch = max_batch
+        self._length_spread = length_spread
         self._concurrency = concurrency
         self._queue: deque[tuple[str, asyncio.Future[Vector]]] = deque()
         self._running = 0
@@ -37,14 +45,35 @@ class EmbedBatcher:
             asyncio.get_running_loop().create_task(self._drain())
         return await future
 
+    def _take_batch(self) -> list[tuple[str, asyncio.Future[Vector]]]:
+        """The oldest waiting text, with waiting texts of about its length (up to max_batch; the rest keep their place).
+
+        A run costs about as much as its longest text times the batch size: one long text padding fifteen short
+        ones makes the batch slower than embedding them one by one (bench/batching.py measures both).
+        """
+        head = self._queue.popleft()
+        if head[1].cancelled():
+            return []
+        batch = [head]
+        low, high = len(head[0]) / self._length_spread, len(head[0]) * self._length_spread
+        passed: list[tuple[str, asyncio.Future[Vector]]] = []
+        looked = 0
+        while self._queue and len(batch) < self._max_batch and looked < SCAN_LIMIT:
+            item = self._queue.popleft()
+            looked += 1
+            if item[1].cancelled():
+                continue
+            (batch if low <= len(item[0]) <= high else passed).append(item)
+        self._queue.extendleft(reversed(passed))
+        return batch
+
     async def _drain(self) -> None:
         try:
             while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-                batch = [(t, f) for t, f in batch if not f.cancelled()]
+                batch = self._take_batch()
                 if not batch:
                     continue
-                order = sorted(range(len(batch)), key=lambda i: len(batch[i][0]))  # similar lengths: less padding
+                order = sorted(range(len(batch)), key=lambda i: len(batch[i][0]))
                 try:
                     vectors = await asyncio.to_thread(self._embedder.embed, [batch[i][0] for i in order])
                 except Exception as exc:  # noqa: BLE001 - handed to every waiting caller, who degrade to no cache
