@@ -24,6 +24,7 @@ export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
 
 SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
 ARCH ?= arm64
+BENCH_SIZES ?= 1000,10000
 export SEMCACHE_UV := $(UV)
 
 run: sync ## serve on 127.0.0.1:$(PORT) with Redis Stack and, without OPENAI_API_KEY, a local OpenAI stand-in
@@ -67,7 +68,7 @@ sam-check: sam-validate
 	$(UV) run --locked python infra/check_build.py --build-dir .aws-sam/build-x86_64 --smoke --python $(UV_PYTHON)
 
 bench: sync models ## benchmarks, quick profile (a few minutes): our path, the peers side by side, HTTP load
-	$(UV) run --locked python bench/latency.py --sizes $(or $(BENCH_SIZES),1000,10000)
+	$(UV) run --locked python bench/latency.py --sizes $(BENCH_SIZES)
 	$(UV) run --locked --group bench python bench/peers.py
 	$(UV) run --locked python bench/load.py --seconds 3 --max-clients 16
 	$(UV) run --locked python bench/batching.py
