@@ -72,7 +72,8 @@ def check_similarity(value: float, name: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Asked:
-    """One cacheable question, as the cache keys it: its text, normalised form, scope, entry id and tenant."""
+    """One cacheable request as the cache keys it: the prompt and its cache control, its text and normalised form,
+    its scope, entry id and tenant."""
 
     prompt: Prompt
     control: CacheControl
