@@ -108,13 +108,14 @@ eval-adapter: sync ## the figures of the adapted embedder (docs/quality/adapter/
 	SEMCACHE_EVAL_MODELS=$(ADAPTED) $(UV) run --locked python eval/run_eval.py --verifier $(ADAPTED)/verifier.npz \
 		--out docs/quality/adapter
 
-INT8 := .local/models-int8-gemm
-eval-int8-gemm: sync ## the figures of the embedder computing in int8 (docs/quality/int8-gemm/): faster, less accurate
-	$(UV) run --locked python local/artifacts.py --dest $(INT8) --int8-gemm
-	SEMCACHE_EVAL_MODELS=$(INT8) SEMCACHE_VERIFIER_VERSION=qqp-mlp-int8-gemm-1 \
-		$(UV) run --locked python eval/train_verifier.py --out $(INT8)/verifier.npz
-	SEMCACHE_EVAL_MODELS=$(INT8) $(UV) run --locked python eval/run_eval.py --verifier $(INT8)/verifier.npz \
-		--out docs/quality/int8-gemm
+INT8_GEMM ?= all
+INT8_NAME := int8-gemm$(if $(filter attention,$(INT8_GEMM)),-attention,)
+eval-int8-gemm: sync ## the embedder computing in int8 (INT8_GEMM=all|attention), measured: docs/quality/int8-gemm*/
+	$(UV) run --locked python local/artifacts.py --dest .local/models-$(INT8_NAME) --int8-gemm $(INT8_GEMM)
+	SEMCACHE_EVAL_MODELS=.local/models-$(INT8_NAME) SEMCACHE_VERIFIER_VERSION=qqp-mlp-$(INT8_NAME)-1 \
+		$(UV) run --locked python eval/train_verifier.py --out .local/models-$(INT8_NAME)/verifier.npz
+	SEMCACHE_EVAL_MODELS=.local/models-$(INT8_NAME) $(UV) run --locked python eval/run_eval.py \
+		--verifier .local/models-$(INT8_NAME)/verifier.npz --out docs/quality/$(INT8_NAME)
 
 coldstart: sync models ## benchmark: Lambda init (import the handler, build the service) in fresh processes
 	$(UV) run --locked python bench/coldstart.py

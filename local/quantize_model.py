@@ -22,8 +22,12 @@ from pathlib import Path
 import numpy as np
 
 
-def quantize_activations(src: Path, out: Path) -> int:
-    """Write out: src with its weight MatMuls dynamically quantised; returns how many there were."""
+def quantize_activations(src: Path, out: Path, *, attention_only: bool = False) -> int:
+    """Write out: src with its weight MatMuls dynamically quantised; returns how many there were.
+
+    attention_only: only the square ones (the query, key, value and output projections of attention), leaving the
+    feed-forward layers, whose activations have the widest range, in float.
+    """
     import onnx
     from onnx import numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -44,6 +48,8 @@ def quantize_activations(src: Path, out: Path) -> int:
         if cast is None or cast.op_type != "Cast" or cast.input[0] not in inits:
             continue
         q = numpy_helper.to_array(inits[cast.input[0]])
+        if attention_only and q.shape[0] != q.shape[1]:
+            continue
         scale = numpy_helper.to_array(inits[mul.input[1]]).astype(np.float32)
         weight = (q.astype(np.float32) * scale).astype(np.float32)
         graph.initializer.append(numpy_helper.from_array(weight, mul.output[0]))
@@ -77,8 +83,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path)
     parser.add_argument("out", type=Path)
+    parser.add_argument("--attention-only", action="store_true", help="leave the feed-forward layers in float")
     args = parser.parse_args()
-    print(f"{quantize_activations(args.src, args.out)} MatMuls quantised: {args.out}")
+    count = quantize_activations(args.src, args.out, attention_only=args.attention_only)
+    print(f"{count} MatMuls quantised: {args.out}")
 
 
 if __name__ == "__main__":
