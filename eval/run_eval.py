@@ -179,15 +179,15 @@ def freshness_figures() -> dict[str, object]:
 
 
 def latency_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
-    """The matcher's added cost on the hit path: scoring 3 candidates (pair features + network), per request."""
+    """The matcher's added cost on the hit path: scoring 3 candidates in one pass, as the service does."""
     pairs = qqp("dev", limit=600)
     v = e.embed(pairs.a[:200] + pairs.b[:200])
     va, vb = v[:200], v[200:]
     per_request = []
     for i in range(200):
+        js = (i, (i + 1) % 200, (i + 2) % 200)
         started = time.perf_counter()
-        for j in (i, (i + 1) % 200, (i + 2) % 200):
-            verifier.score(pairs.b[i], pairs.a[j], vb[i], va[j])
+        verifier.score_many(pairs.b[i], [pairs.a[j] for j in js], vb[i], [va[j] for j in js])
         per_request.append((time.perf_counter() - started) * 1000)
     embed_ms = []
     for text in pairs.b[:100]:

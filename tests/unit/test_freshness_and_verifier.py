@@ -7,7 +7,7 @@ from semcache.adapters.memory_store import MemoryStore
 from semcache.core.freshness import FreshnessPolicy, is_volatile, quotes_dates_or_prices
 from semcache.core.models import CacheControl, Message, Prompt
 from semcache.core.service import CacheService, Policy
-from semcache.core.verifier import LEXICAL_FEATURES, Verifier, lexical_features
+from semcache.core.verifier import LEXICAL_FEATURES, Verifier, lexical_features, numbers_differ, pair_features
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -156,7 +156,11 @@ def test_scoring_candidates_together_equals_scoring_each() -> None:
         vs.append((v / np.linalg.norm(v)).astype(np.float32))
     query = "what is the best way to learn python"
     together = verifier.score_many(query, candidates, u, vs)
-    one_by_one = [verifier.score(query, c, u, v) for c, v in zip(candidates, vs, strict=True)]
+    # each pair on its own, through the network and the number rule (score() delegates to score_many: no reference)
+    one_by_one = [
+        0.0 if numbers_differ(query, c) else float(verifier.probability(pair_features(query, c, u, v))[0])
+        for c, v in zip(candidates, vs, strict=True)
+    ]
     assert np.allclose(together, one_by_one, atol=1e-6)
     assert verifier.score_many("top 5 films of 2020", ["top 10 films of 2020"], u, [u]) == [0.0], "numbers differ"
     assert verifier.score_many(query, [], u, []) == []

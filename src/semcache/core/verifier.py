@@ -115,9 +115,7 @@ class Verifier:
 
     def score(self, query: str, candidate: str, u: npt.NDArray[np.float32], v: npt.NDArray[np.float32]) -> float:
         """P(duplicate) for one pair; 0 when the two name different numbers (the answer depends on them)."""
-        if numbers_differ(query, candidate):
-            return 0.0
-        return float(self.probability(pair_features(query, candidate, u, v))[0])
+        return self.score_many(query, [candidate], u, [v])[0]
 
     def score_many(
         self,
