@@ -93,6 +93,14 @@ $(TRAIN_PY):
 	# torch 2.13.0 CPU: on this kind of machine pip takes it from a file on disk (no CUDA build download)
 	$(TRAIN_PY) -m pip install --quiet torch==2.13.0 transformers safetensors onnx onnxruntime tokenizers numpy
 
+# Retrain the verifier over the embedder in folder $(1) (verifier version $(2)), then measure both into docs/quality/$(3).
+define measure-embedder
+	SEMCACHE_EVAL_MODELS=$(1) SEMCACHE_VERIFIER_VERSION=$(2) \
+		$(UV) run --locked python eval/train_verifier.py --out $(1)/verifier.npz
+	SEMCACHE_EVAL_MODELS=$(1) $(UV) run --locked python eval/run_eval.py --verifier $(1)/verifier.npz \
+		--out docs/quality/$(3)
+endef
+
 ADAPTER := eval/adapters/qqp-lora16-1.npz
 ADAPTED := .local/models-adapted
 finetune: sync $(TRAIN_PY) ## train the embedder's adapter (about an hour on 2 cores), merge, check, measure it
@@ -103,19 +111,13 @@ eval-adapter: sync ## the figures of the adapted embedder (docs/quality/adapter/
 	$(UV) run --locked python local/artifacts.py --dest $(ADAPTED) --adapter $(ADAPTER)
 	test ! -x $(TRAIN_PY) || (cd eval && $(TRAIN_PY) check_adapter.py ../$(ADAPTER) ../$(ADAPTED)/model.onnx \
 		--base ../$(ADAPTED)/base.onnx)
-	SEMCACHE_EVAL_MODELS=$(ADAPTED) SEMCACHE_VERIFIER_VERSION=qqp-mlp-lora16-1 \
-		$(UV) run --locked python eval/train_verifier.py --out $(ADAPTED)/verifier.npz
-	SEMCACHE_EVAL_MODELS=$(ADAPTED) $(UV) run --locked python eval/run_eval.py --verifier $(ADAPTED)/verifier.npz \
-		--out docs/quality/adapter
+	$(call measure-embedder,$(ADAPTED),qqp-mlp-lora16-1,adapter)
 
 INT8_GEMM ?= all
 INT8_NAME := int8-gemm$(if $(filter attention,$(INT8_GEMM)),-attention,)
 eval-int8-gemm: sync ## the embedder computing in int8 (INT8_GEMM=all|attention), measured: docs/quality/int8-gemm*/
 	$(UV) run --locked python local/artifacts.py --dest .local/models-$(INT8_NAME) --int8-gemm $(INT8_GEMM)
-	SEMCACHE_EVAL_MODELS=.local/models-$(INT8_NAME) SEMCACHE_VERIFIER_VERSION=qqp-mlp-$(INT8_NAME)-1 \
-		$(UV) run --locked python eval/train_verifier.py --out .local/models-$(INT8_NAME)/verifier.npz
-	SEMCACHE_EVAL_MODELS=.local/models-$(INT8_NAME) $(UV) run --locked python eval/run_eval.py \
-		--verifier .local/models-$(INT8_NAME)/verifier.npz --out docs/quality/$(INT8_NAME)
+	$(call measure-embedder,.local/models-$(INT8_NAME),qqp-mlp-$(INT8_NAME)-1,$(INT8_NAME))
 
 coldstart: sync models ## benchmark: Lambda init (import the handler, build the service) in fresh processes
 	$(UV) run --locked python bench/coldstart.py
