@@ -23,27 +23,32 @@ def test_vectors_are_unit_length_and_paraphrases_are_closer(model_dir: Path) -> 
     assert v[0] @ v[1] > v[0] @ v[2]
 
 
-def test_the_embedder_takes_the_preloaded_session_for_the_same_file_and_threads(model_dir: Path) -> None:
+def key(model_dir: Path, threads: int = 1) -> tuple[str, str, int]:
+    return (str((model_dir / "model.onnx").resolve()), str((model_dir / "tokenizer.json").resolve()), threads)
+
+
+def test_the_embedder_takes_the_preloaded_session_and_tokenizer_for_the_same_files_and_threads(
+    model_dir: Path,
+) -> None:
     onnx_embedder.preload(model_dir / "model.onnx", threads=1)
-    key = (str((model_dir / "model.onnx").resolve()), 1)
-    preloaded, _ = onnx_embedder._preloaded[key].result(timeout=60)
+    preloaded = onnx_embedder._preloaded[key(model_dir)].result(timeout=60)
     embedder = make(model_dir)
-    assert embedder._session is preloaded
-    assert key not in onnx_embedder._preloaded, "a preloaded session is handed out once"
+    assert embedder._session is preloaded.session
+    assert embedder._tokenizer is preloaded.tokenizer
+    assert key(model_dir) not in onnx_embedder._preloaded, "a preload is handed out once"
     plain = make(model_dir)
-    assert plain._session is not preloaded
+    assert plain._session is not preloaded.session
     texts = ["What is the capital of France?"]
     assert np.allclose(embedder.embed(texts), plain.embed(texts), atol=1e-6)
 
 
 def test_a_preload_for_other_settings_is_not_taken(model_dir: Path) -> None:
     onnx_embedder.preload(model_dir / "model.onnx", threads=2)
-    key = (str((model_dir / "model.onnx").resolve()), 2)
     try:
         embedder = make(model_dir, threads=1)
-        assert embedder._session is not onnx_embedder._preloaded[key].result(timeout=60)[0]
+        assert embedder._session is not onnx_embedder._preloaded[key(model_dir, 2)].result(timeout=60).session
     finally:
-        onnx_embedder._preloaded.pop(key, None)
+        onnx_embedder._preloaded.pop(key(model_dir, 2), None)
 
 
 def test_a_failed_preload_leaves_the_embedder_to_report_the_problem(tmp_path: Path, model_dir: Path) -> None:
@@ -51,8 +56,12 @@ def test_a_failed_preload_leaves_the_embedder_to_report_the_problem(tmp_path: Pa
     broken.write_bytes(b"not a model")
     (tmp_path / "tokenizer.json").write_bytes((model_dir / "tokenizer.json").read_bytes())
     onnx_embedder.preload(broken)
-    onnx_embedder._preloaded[(str(broken.resolve()), 1)].exception(timeout=60)
+    onnx_embedder._preloaded[key(tmp_path)].exception(timeout=60)
     with pytest.raises(EmbedderError, match="cannot load the ONNX model"):
+        make(tmp_path)
+    (tmp_path / "model.onnx").write_bytes((model_dir / "model.onnx").read_bytes())
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(EmbedderError, match="cannot load the tokenizer"):
         make(tmp_path)
     with pytest.raises(EmbedderError, match="not found"):
         make(tmp_path / "missing")

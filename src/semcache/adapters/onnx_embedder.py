@@ -7,6 +7,7 @@ import platform
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,48 +21,72 @@ DEFAULT_MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on sequences of at most 256 word pieces; longer input is truncated."""
 
 
-_preloaded: dict[tuple[str, int], Future[tuple[ort.InferenceSession, str]]] = {}
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    session: ort.InferenceSession
+    digest: str
+    """The sha256 of the model file."""
+    tokenizer: Tokenizer
 
 
-def _load(model_path: Path, threads: int) -> tuple[ort.InferenceSession, str]:
-    """The session, and the sha256 of the model file (read once; hashing releases the GIL too)."""
-    blob = model_path.read_bytes()
-    digest = hashlib.sha256(blob).hexdigest()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"]), digest
+_Key = tuple[str, str, int]
+_preloaded: dict[_Key, Future[_Loaded]] = {}
 
 
-def preload(model_path: Path, threads: int = 1) -> None:
-    """Start building the session for this file on a thread, now.
+def _key(model_path: Path, tokenizer_path: Path, threads: int) -> _Key:
+    return (str(model_path.resolve()), str(tokenizer_path.resolve()), threads)
 
-    onnxruntime releases the GIL while it loads and optimises a model (about 0.4 s here), so a Lambda handler that
-    calls this before importing the web stack gets the session for free while those imports run. The OnnxEmbedder
-    made later for the same file and thread count takes this session; any other builds its own.
+
+def _load(model_path: Path, tokenizer_path: Path, threads: int) -> _Loaded:
+    """The session, the model file's digest and the tokenizer; each step releases the GIL (so it can run on a
+    thread beside imports)."""
+    try:
+        blob = model_path.read_bytes()
+        digest = hashlib.sha256(blob).hexdigest()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidProtobuf, ...)
+        raise EmbedderError(f"cannot load the ONNX model {model_path}: {exc}") from exc
+    try:
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    except Exception as exc:  # tokenizers raises a bare Exception for a file it cannot parse
+        raise EmbedderError(f"cannot load the tokenizer {tokenizer_path}: {exc}") from exc
+    return _Loaded(session, digest, tokenizer)
+
+
+def preload(model_path: Path, threads: int = 1, tokenizer_path: Path | None = None) -> None:
+    """Start loading the session and the tokenizer for these files on a thread, now.
+
+    onnxruntime releases the GIL while it loads and optimises a model (about 0.4 s here), and tokenizers while it
+    parses its file (about 0.05 s), so a Lambda handler that calls this before importing the web stack gets both
+    for free while those imports run. The OnnxEmbedder made later for the same files and thread count takes them;
+    any other loads its own. tokenizer_path defaults to tokenizer.json beside the model.
     """
-    key = (str(model_path.resolve()), threads)
+    tokenizer_path = tokenizer_path or model_path.with_name("tokenizer.json")
+    key = _key(model_path, tokenizer_path, threads)
     if key in _preloaded:
         return
-    future: Future[tuple[ort.InferenceSession, str]] = Future()
+    future: Future[_Loaded] = Future()
 
     def build() -> None:
         try:
-            session, digest = _load(model_path, threads)
+            loaded = _load(model_path, tokenizer_path, threads)
             one = np.ones((1, 2), dtype=np.int64)  # a first run allocates its arenas: not on the first request
-            names = {i.name for i in session.get_inputs()}
-            session.run(None, {n: one if n != "token_type_ids" else np.zeros_like(one) for n in names})
-            future.set_result((session, digest))
-        except BaseException as exc:  # noqa: BLE001  (handed over: the embedder then builds its own, and reports)
+            names = {i.name for i in loaded.session.get_inputs()}
+            loaded.session.run(None, {n: one if n != "token_type_ids" else np.zeros_like(one) for n in names})
+            future.set_result(loaded)
+        except BaseException as exc:  # noqa: BLE001  (handed over: the embedder then loads its own, and reports)
             future.set_exception(exc)
 
     _preloaded[key] = future
     threading.Thread(target=build, name="semcache-onnx-preload", daemon=True).start()
 
 
-def _take_preloaded(model_path: Path, threads: int) -> tuple[ort.InferenceSession, str] | None:
-    future = _preloaded.pop((str(model_path.resolve()), threads), None)
+def _take_preloaded(model_path: Path, tokenizer_path: Path, threads: int) -> _Loaded | None:
+    future = _preloaded.pop(_key(model_path, tokenizer_path, threads), None)
     if future is None or future.exception() is not None:
         return None
     return future.result()
@@ -82,12 +107,10 @@ class OnnxEmbedder:
         for path in (model_path, tokenizer_path):
             if not path.is_file():
                 raise EmbedderError(f"embedder file not found: {path} (run `make models` or set SEMCACHE_MODEL_DIR)")
-        try:
-            self._session, digest = _take_preloaded(model_path, threads) or _load(model_path, threads)
-        except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidProtobuf, ...)
-            raise EmbedderError(f"cannot load the ONNX model {model_path}: {exc}") from exc
+        loaded = _take_preloaded(model_path, tokenizer_path, threads) or _load(model_path, tokenizer_path, threads)
+        self._session, digest = loaded.session, loaded.digest
         self._input_names = {i.name for i in self._session.get_inputs()}
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self._tokenizer = loaded.tokenizer
         self._tokenizer.enable_truncation(max_length=max_tokens)
         self._tokenizer.enable_padding()
         self._dim = int(self._session.get_outputs()[0].shape[-1])
