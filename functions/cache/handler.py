@@ -8,8 +8,8 @@ from semcache.adapters import onnx_embedder
 from semcache.settings import Settings
 
 # Start loading the embedder's ONNX session and tokenizer on a thread before the web stack is imported: onnxruntime
-# and tokenizers do it without holding the GIL, so the two overlap (about 0.45 s of init). Settings that do not parse are reported by
-# build_handler, with the variable to fix; here they only mean no head start.
+# and tokenizers do it without holding the GIL, so the two overlap (about 0.45 s of init). Settings that do not
+# parse are reported by build_handler, with the variable to fix; here they only mean no head start.
 try:
     settings: Settings | None = Settings()
 except ValueError:  # pydantic's ValidationError

@@ -117,6 +117,7 @@ def build_policy(settings: Settings) -> Policy:
         verifier=verifier,
         min_confidence=settings.min_confidence,
         freshness=freshness,
+        max_error=settings.feedback_max_error,
     )
 
 

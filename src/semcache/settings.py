@@ -69,6 +69,13 @@ class Settings(BaseSettings):
         None, gt=0, le=1, description="verifier probability a match must reach (default: the shipped threshold)"
     )
     verifier_path: Path | None = Field(None, description="verifier weights (default: the ones in the package)")
+    feedback_max_error: float = Field(
+        0.10,
+        gt=0,
+        le=1,
+        description="verdicts raise a tenant's confidence threshold while its semantic hits are shown to be wrong "
+        "more often than this (1: off)",
+    )
     volatile_ttl_seconds: int = Field(
         300, ge=0, le=MAX_TTL_SECONDS, description="lifetime of answers to time-sensitive questions (0: never cache)"
     )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 import numpy as np
 
-from semcache.core.models import Entry, Match
+from semcache.core.calibration import FEEDBACK_LOG_LIMIT
+from semcache.core.models import JSON, Entry, Match
 from semcache.core.ports import Vector
 
 
@@ -19,6 +21,8 @@ class MemoryStore:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._entries: dict[str, tuple[Entry, Vector, float]] = {}
+        self._verdicts: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
+        self._log: dict[str, deque[dict[str, JSON]]] = defaultdict(lambda: deque(maxlen=FEEDBACK_LOG_LIMIT))
 
     def _live(self, entry_id: str) -> tuple[Entry, Vector, float] | None:
         item = self._entries.get(entry_id)
@@ -69,3 +73,19 @@ class MemoryStore:
     async def ping(self) -> dict[str, object]:
         """The store's state."""
         return {"backend": "memory", "entries": len(self._entries)}
+
+    async def record_verdict(
+        self, calibration: str, bucket: int, *, wrong: bool, example: Mapping[str, JSON], tenant: str
+    ) -> None:
+        """Count a verdict and log its example."""
+        right, wrongs = self._verdicts[calibration].get(bucket, (0, 0))
+        self._verdicts[calibration][bucket] = (right + (not wrong), wrongs + wrong)
+        self._log[tenant].appendleft(dict(example))
+
+    async def verdicts(self, calibration: str) -> dict[int, tuple[int, int]]:
+        """Bucket -> (right, wrong)."""
+        return dict(self._verdicts.get(calibration, {}))
+
+    async def feedback_log(self, tenant: str, limit: int) -> list[dict[str, JSON]]:
+        """The newest examples first."""
+        return list(self._log.get(tenant, deque()))[:limit]

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -24,8 +24,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from semcache.core.calibration import FEEDBACK_LOG_LIMIT
 from semcache.core.errors import StoreError
-from semcache.core.models import Entry, Match, Usage
+from semcache.core.models import JSON, Entry, Match, Usage
 from semcache.core.ports import Vector
 
 SCHEMA_VERSION = "3"
@@ -73,6 +74,8 @@ class RedisStore:
         self._client = client
         self._dim = dim
         self._key_prefix = f"{prefix}{tag}:e:"
+        self._verdict_prefix = f"{prefix}{tag}:verdicts:"
+        self._log_prefix = f"{prefix}{tag}:feedback:"
         self.index_name = f"{prefix}{tag}:idx"
         self._index_ready = False
         self._refused: str | None = None
@@ -277,6 +280,38 @@ class RedisStore:
             "index": self.index_name,
             "entries": int(docs) if docs is not None else None,
         }
+
+    async def record_verdict(
+        self, calibration: str, bucket: int, *, wrong: bool, example: Mapping[str, JSON], tenant: str
+    ) -> None:
+        """HINCRBY the bucket's count and LPUSH the example (capped by LTRIM), in one MULTI/EXEC."""
+        self._check_refused()
+        log_key = self._log_prefix + tenant
+        async with _translated("MULTI/EXEC"):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hincrby(self._verdict_prefix + calibration, f"{bucket}:{'w' if wrong else 'r'}", 1)
+            pipe.lpush(log_key, json.dumps(example))
+            pipe.ltrim(log_key, 0, FEEDBACK_LOG_LIMIT - 1)
+            await pipe.execute()
+
+    async def verdicts(self, calibration: str) -> dict[int, tuple[int, int]]:
+        """Bucket -> (right, wrong) from the calibration's hash."""
+        self._check_refused()
+        async with _translated("HGETALL"):
+            raw = await self._client.hgetall(self._verdict_prefix + calibration)
+        counts: dict[int, tuple[int, int]] = {}
+        for field, value in raw.items():
+            bucket, kind = (field.decode() if isinstance(field, bytes) else field).split(":")
+            right, wrong = counts.get(int(bucket), (0, 0))
+            counts[int(bucket)] = (right + int(value), wrong) if kind == "r" else (right, wrong + int(value))
+        return counts
+
+    async def feedback_log(self, tenant: str, limit: int) -> list[dict[str, JSON]]:
+        """The newest examples first (LRANGE)."""
+        self._check_refused()
+        async with _translated("LRANGE"):
+            raw = await self._client.lrange(self._log_prefix + tenant, 0, limit - 1)
+        return [json.loads(item) for item in raw]
 
     async def close(self) -> None:
         """Close the client and its connection pool."""

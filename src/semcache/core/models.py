@@ -99,6 +99,18 @@ class Match:
     """The entry's stored vector (a float32 array), for the verifier; None if the store did not read it."""
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a caller's verdict on a served entry did."""
+
+    removed: bool
+    """The entry was removed (a wrong verdict on an entry that still existed)."""
+    confidence: float | None = None
+    """For a verdict on a semantic hit (the asked question given): the verifier's confidence for that pair."""
+    threshold: float | None = None
+    """Then also: the tenant's confidence threshold after this verdict."""
+
+
 class CacheMode(enum.StrEnum):
     """How one request uses the cache."""
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from semcache.core.models import Completion, Entry, Match, Prompt
+from semcache.core.models import JSON, Completion, Entry, Match, Prompt
 
 Vector = npt.NDArray[np.float32]
 
@@ -56,6 +56,21 @@ class VectorStore(Protocol):
 
     async def ping(self) -> dict[str, object]:
         """The store's state for the health check; raises StoreError when it is unreachable."""
+        ...
+
+    async def record_verdict(
+        self, calibration: str, bucket: int, *, wrong: bool, example: Mapping[str, JSON], tenant: str
+    ) -> None:
+        """Count a verdict on a semantic hit served at this confidence bucket, under the calibration key (matcher
+        and tenant), and keep the labelled example in the tenant's capped feedback log; atomically."""
+        ...
+
+    async def verdicts(self, calibration: str) -> dict[int, tuple[int, int]]:
+        """Bucket -> (right, wrong) verdicts counted under the calibration key."""
+        ...
+
+    async def feedback_log(self, tenant: str, limit: int) -> list[dict[str, JSON]]:
+        """The tenant's most recent labelled examples, newest first."""
         ...
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from semcache.core.batching import EmbedBatcher
+from semcache.core.calibration import TenantThresholds, bucket
 from semcache.core.errors import EmbedderError, StoreError, UpstreamError
 from semcache.core.fingerprint import entry_id, normalize_text, scope_fingerprint
 from semcache.core.freshness import FreshnessPolicy, is_volatile
@@ -20,6 +21,7 @@ from semcache.core.models import (
     Entry,
     Prompt,
     Usage,
+    Verdict,
 )
 from semcache.core.ports import LLM, Embedder, Vector, VectorStore
 from semcache.core.verifier import Verifier
@@ -42,12 +44,19 @@ class Policy:
     min_confidence: float | None = None
     """The verifier's threshold; None means the one it ships with."""
     freshness: FreshnessPolicy = field(default_factory=FreshnessPolicy)
+    max_error: float = 0.10
+    """Verdicts raise a tenant's confidence threshold until its semantic hits are not shown (Wilson, 95%) to be
+    wrong more often than this (semcache.core.calibration); 1.0 turns that off."""
+    calibration_refresh_s: float = 30.0
+    """How often a process re-reads a tenant's verdicts (others' verdicts reach it within this time)."""
 
     def __post_init__(self) -> None:
         check_ttl(self.ttl_seconds, "ttl_seconds")
         check_similarity(self.min_similarity, "min_similarity")
         if self.min_confidence is not None:
             check_probability(self.min_confidence, "min_confidence")
+        if not 0.0 < self.max_error <= 1.0:
+            raise ValueError(f"max_error must be in (0, 1], got {self.max_error}")
         if not 1 <= self.candidates <= 16:
             raise ValueError(f"candidates must be between 1 and 16, got {self.candidates}")
 
@@ -107,6 +116,12 @@ class CacheService:
         self._llm = llm
         self._policy = policy
         self._clock = clock
+        self._thresholds = TenantThresholds(
+            lambda tenant: store.verdicts(self._calibration_key(tenant)),
+            max_error=policy.max_error,
+            refresh_s=policy.calibration_refresh_s,
+            monotonic=monotonic,
+        )
 
     @property
     def embedder(self) -> Embedder:
@@ -244,7 +259,8 @@ class CacheService:
                 best = matches[0]
                 return _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=None), vector
             return None, vector
-        threshold = control.min_confidence or self._policy.min_confidence or verifier.threshold
+        # The caller's explicit threshold wins; otherwise the tenant's, as its verdicts have calibrated it.
+        threshold = control.min_confidence or self._thresholds.get(asked.tenant, self._base_threshold(verifier))
         scorable = [m for m in matches if m.vector is not None]
         confidences = verifier.score_many(
             normalized, [normalize_text(m.entry.query) for m in scorable], vector, [m.vector for m in scorable]
@@ -272,14 +288,45 @@ class CacheService:
         """Remove the entries of tenant (every tenant's if None), optionally of one scope only."""
         return await self._store.flush(tenant=tenant, scope=scope)
 
-    async def feedback(self, entry_id: str, *, wrong: bool, tenant: str | None) -> bool:
-        """A caller's verdict on a served entry: a wrong one is removed (the next ask goes to the LLM)."""
-        if not wrong:
-            return False
-        removed = await self.delete(entry_id, tenant=tenant)
+    def _base_threshold(self, verifier: Verifier) -> float:
+        return self._policy.min_confidence or verifier.threshold
+
+    def _calibration_key(self, tenant: str) -> str:
+        """Verdicts count for one tenant and one matcher: a retrained verifier's confidences start afresh."""
+        verifier = self._policy.verifier
+        return f"{verifier.version if verifier else 'cosine'}|{tenant}"
+
+    async def feedback(self, entry_id: str, *, wrong: bool, tenant: str | None, query: str | None = None) -> Verdict:
+        """A caller's verdict on a served entry (tenant's own; any tenant's if None).
+
+        A wrong entry is removed (the next ask goes to the LLM). Given the question that was asked (`query`) and
+        it differs from the stored one, the verdict is on the matcher too: the pair is scored again, the verdict
+        counted at that confidence for the entry's tenant (whose threshold it may raise; see
+        semcache.core.calibration) and the labelled pair kept in the tenant's feedback log.
+        """
+        entry = await self._store.get(entry_id)
+        if entry is None or (tenant is not None and entry.tenant != tenant):
+            return Verdict(removed=False)
+        confidence = threshold = None
+        verifier = self._policy.verifier
+        asked = normalize_text(query) if query is not None else None
+        stored = normalize_text(entry.query)
+        if verifier is not None and asked is not None and asked != stored:
+            u, v = await asyncio.gather(self._embed(asked), self._embed(stored))
+            confidence = verifier.score(asked, stored, u, v)
+            example = {"a": entry.query, "b": query, "duplicate": not wrong, "confidence": round(confidence, 4),
+                       "matcher": verifier.version, "at": round(self._clock(), 3)}  # fmt: skip
+            key = self._calibration_key(entry.tenant)
+            await self._store.record_verdict(key, bucket(confidence), wrong=wrong, example=example, tenant=entry.tenant)
+            threshold = await self._thresholds.refresh(entry.tenant, self._base_threshold(verifier))
+        removed = await self._store.delete(entry_id) if wrong else False
         if removed:
             log.info("entry %s removed after feedback", entry_id)
-        return removed
+        return Verdict(removed=removed, confidence=confidence, threshold=threshold)
+
+    async def feedback_log(self, tenant: str, limit: int = 1000) -> list[dict[str, object]]:
+        """The tenant's newest labelled pairs ({"a": stored, "b": asked, "duplicate", "confidence", ...})."""
+        return await self._store.feedback_log(tenant, limit)
 
 
 class _Breaker:

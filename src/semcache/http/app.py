@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +47,13 @@ class FeedbackRequest(BaseModel):
 
     entry_id: str = Field(pattern="^[0-9a-f]{32}$")
     verdict: Literal["wrong", "right"]
+    query: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32_000,
+        description="the question that was asked (the last user turn): with it, a verdict on a semantic hit also "
+        "calibrates the tenant's confidence threshold",
+    )
 
 
 def _caller(request: Request) -> Caller:
@@ -164,11 +171,29 @@ def create_app(
 
     @app.post("/v1/cache/feedback")
     async def feedback(body: FeedbackRequest, who: CallerDep) -> dict[str, object]:
-        """Mark a served answer wrong (it is removed; the next ask goes to the LLM) or right."""
+        """Mark a served answer wrong (it is removed; the next ask goes to the LLM) or right; with the question
+        asked, a verdict on a semantic hit also calibrates the tenant's confidence threshold."""
         tenant = None if who.admin and not authenticator.enabled else who.tenant
-        removed = await service.feedback(body.entry_id, wrong=body.verdict == "wrong", tenant=tenant)
+        verdict = await service.feedback(body.entry_id, wrong=body.verdict == "wrong", tenant=tenant, query=body.query)
         stats.record_feedback(wrong=body.verdict == "wrong")
-        return {"entry_id": body.entry_id, "verdict": body.verdict, "removed": removed}
+        return {
+            "entry_id": body.entry_id,
+            "verdict": body.verdict,
+            "removed": verdict.removed,
+            "confidence": verdict.confidence,
+            "threshold": verdict.threshold,
+        }
+
+    @app.get("/v1/cache/feedback")
+    async def feedback_log(
+        who: CallerDep, tenant: str | None = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+    ) -> dict[str, object]:
+        """Your newest labelled pairs from verdicts on semantic hits (the admin may name a tenant): the data for
+        retraining the verifier, one {"a": stored, "b": asked, "duplicate", "confidence", ...} per verdict."""
+        if tenant is not None and tenant != who.tenant and not who.admin:
+            raise Forbidden("only the admin key may read another tenant's feedback")
+        name = tenant or who.tenant
+        return {"tenant": name, "examples": await service.feedback_log(name, limit)}
 
     @app.delete("/v1/cache/entries/{entry_id}")
     async def delete_entry(entry_id: str, who: CallerDep) -> JSONResponse:
