@@ -24,6 +24,7 @@ from train_verifier import embedder
 
 from semcache.adapters.memory_store import MemoryStore
 from semcache.adapters.onnx_embedder import OnnxEmbedder
+from semcache.core.calibration import bucket, calibrated_threshold
 from semcache.core.freshness import is_volatile
 from semcache.core.models import Completion, Message, Prompt, Usage
 from semcache.core.service import CacheService, Policy
@@ -54,13 +55,20 @@ def _scores(verifier: Verifier, queries: list[str], candidates: list[str], q: np
     return np.where(differ, 0.0, p)
 
 
-def qqp_figures(e: OnnxEmbedder, verifier: Verifier, split: str) -> dict[str, object]:
+Scored = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def qqp_scored(e: OnnxEmbedder, verifier: Verifier, split: str) -> Scored:
+    """Cosine, verifier score, eligibility (cosine floor) and truth for every pair of a qqp split."""
     pairs = qqp(split)
     v = embed_cached(pairs.a + pairs.b, e.embed, e.id, batch=8)
-    va, vb, truth = v[: len(pairs.a)], v[len(pairs.a) :], pairs.duplicate
+    va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
     cosine = np.sum(va * vb, axis=1)
-    p = _scores(verifier, pairs.b, pairs.a, vb, va)
-    eligible = cosine >= verifier.min_cosine
+    return cosine, _scores(verifier, pairs.b, pairs.a, vb, va), cosine >= verifier.min_cosine, pairs.duplicate
+
+
+def qqp_figures(e: OnnxEmbedder, verifier: Verifier, split: str) -> dict[str, object]:
+    cosine, p, eligible, truth = qqp_scored(e, verifier, split)
     return {
         "duplicates": int(truth.sum()),
         "verifier": rates(eligible & (p >= verifier.threshold), truth),
@@ -161,6 +169,52 @@ async def multiturn_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, ob
     }
 
 
+def feedback_figures(
+    e: OnnxEmbedder, verifier: Verifier, max_errors: tuple[float, ...] = (0.10, 0.05), seeds: int = 20
+) -> dict[str, object]:
+    """What verdicts do to a tenant's threshold (semcache.core.calibration), simulated on labelled data.
+
+    A tenant whose traffic looks like qqp/dev marks n of its served semantic hits, drawn at random, right or wrong
+    (their true labels); its threshold is calibrated from those verdicts exactly as the service does, then applied
+    to qqp/test, which the verdicts never saw. Medians (and the range) over `seeds` draws; precision over the draws
+    that still serve semantic hits (a threshold of 1.0 serves none), and how many draws turned them off.
+    """
+    _, dev_p, dev_eligible, dev_truth = qqp_scored(e, verifier, "dev")
+    _, test_p, test_eligible, test_truth = qqp_scored(e, verifier, "test")
+    served = np.flatnonzero(dev_eligible & (dev_p >= verifier.threshold))
+    out: dict[str, object] = {"served_dev_hits": len(served), "seeds": seeds}
+    for max_error in max_errors:
+        rows = []
+        for n in (25, 100, 400, 1600):
+            thresholds, precisions, recalls, off = [], [], [], 0
+            for seed in range(seeds):
+                drawn = np.random.default_rng(seed).choice(served, size=min(n, len(served)), replace=False)
+                counts: dict[int, tuple[int, int]] = {}
+                for i in drawn:
+                    right, wrong = counts.get(bucket(float(dev_p[i])), (0, 0))
+                    counts[bucket(float(dev_p[i]))] = (right + bool(dev_truth[i]), wrong + (not dev_truth[i]))
+                t = calibrated_threshold(counts, verifier.threshold, max_error)
+                r = rates(test_eligible & (test_p >= t), test_truth)
+                thresholds.append(t)
+                recalls.append(r["recall"])
+                if r["served"]:
+                    precisions.append(r["precision"])
+                else:  # every threshold was shown to err too often: semantic hits off for this tenant
+                    off += 1
+            rows.append(
+                {
+                    "verdicts": n,
+                    "threshold_median": round(statistics.median(thresholds), 3),
+                    "test_precision_median": round(statistics.median(precisions), 4) if precisions else None,
+                    "test_precision_range": [min(precisions), max(precisions)] if precisions else None,
+                    "test_recall_median": round(statistics.median(recalls), 4),
+                    "draws_with_semantic_hits_off": off,
+                }
+            )
+        out[f"max_error_{max_error:.2f}"] = rows
+    return out
+
+
 def freshness_figures() -> dict[str, object]:
     out = {}
     for name in ("freshness_labels", "freshness_holdout"):
@@ -245,6 +299,7 @@ def main() -> None:
         "qqp_dev": qqp_figures(e, verifier, "dev"),
         "qqp_test": qqp_figures(e, verifier, "test"),
         "gptcache": gptcache_figures(e, verifier),
+        "feedback_calibration": feedback_figures(e, verifier),
         "multiturn": asyncio.run(multiturn_figures(e, verifier)),
         "freshness": freshness_figures(),
         "latency": latency_figures(e, verifier),
