@@ -11,6 +11,7 @@ held-out data. Inference is a few small matrix products in numpy: well under a m
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from dataclasses import dataclass
@@ -47,39 +48,77 @@ def _question_word(tokens: list[str]) -> str | None:
     return next((t for t in tokens[:3] if t in _QUESTION_WORDS), None)
 
 
-def lexical_features(query: str, candidate: str) -> npt.NDArray[np.float32]:
-    """Signals embeddings blur, for one pair of texts."""
-    tq, tc = _tokens(query), _tokens(candidate)
-    sq, sc = set(tq), set(tc)
-    cq, cc = sq - _STOP, sc - _STOP
-    nq, nc = set(_NUMBER.findall(query)), set(_NUMBER.findall(candidate))
-    eq = {w.lower() for w in _CAPITALISED.findall(query[1:])}
-    ec = {w.lower() for w in _CAPITALISED.findall(candidate[1:])}
-    union, content_union = sq | sc, cq | cc
+@dataclass(frozen=True, slots=True)
+class TextProfile:
+    """What the lexical features need from one text, computed once per text (not once per pair)."""
+
+    length: int
+    """Number of word tokens."""
+    last: str | None
+    words: frozenset[str]
+    content: frozenset[str]
+    numbers: frozenset[str]
+    names: frozenset[str]
+    negated: bool
+    question_word: str | None
+
+
+def _profile(text: str) -> TextProfile:
+    tokens = _tokens(text)
+    words = frozenset(tokens)
+    return TextProfile(
+        length=len(tokens),
+        last=tokens[-1] if tokens else None,
+        words=words,
+        content=words - _STOP,
+        numbers=frozenset(_NUMBER.findall(text)),
+        names=frozenset(w.lower() for w in _CAPITALISED.findall(text[1:])),
+        negated=_negated(tokens),
+        question_word=_question_word(tokens),
+    )
+
+
+_cached_profile = functools.lru_cache(maxsize=2048)(_profile)
+PROFILE_CACHE_MAX_CHARS = 2000
+"""Profiles of texts up to this long are kept (stored questions come up again and again); longer ones are not."""
+
+
+def profile(text: str) -> TextProfile:
+    """The text's profile; remembered for the most recent short texts."""
+    return _cached_profile(text) if len(text) <= PROFILE_CACHE_MAX_CHARS else _profile(text)
+
+
+def _lexical(q: TextProfile, c: TextProfile) -> npt.NDArray[np.float32]:
+    union, content_union = q.words | c.words, q.content | c.content
     return np.array(
         [
-            len(sq & sc) / len(union) if union else 1.0,
-            len(cq & cc) / len(content_union) if content_union else 1.0,
-            len(cq - cc) / max(1, len(cq)),
-            len(cc - cq) / max(1, len(cc)),
-            min(len(cq - cc), 8) / 8,
-            min(len(cc - cq), 8) / 8,
-            float(nq != nc),
-            float(bool(nq) or bool(nc)),
-            float(_negated(tq) != _negated(tc)),
-            float(_question_word(tq) == _question_word(tc)),
-            min(len(eq ^ ec), 5) / 5,
-            min(len(tq), len(tc)) / max(1, len(tq), len(tc)),
-            min(abs(len(tq) - len(tc)), 20) / 20,
-            float(tq[-1:] == tc[-1:]),
+            len(q.words & c.words) / len(union) if union else 1.0,
+            len(q.content & c.content) / len(content_union) if content_union else 1.0,
+            len(q.content - c.content) / max(1, len(q.content)),
+            len(c.content - q.content) / max(1, len(c.content)),
+            min(len(q.content - c.content), 8) / 8,
+            min(len(c.content - q.content), 8) / 8,
+            float(q.numbers != c.numbers),
+            float(bool(q.numbers) or bool(c.numbers)),
+            float(q.negated != c.negated),
+            float(q.question_word == c.question_word),
+            min(len(q.names ^ c.names), 5) / 5,
+            min(q.length, c.length) / max(1, q.length, c.length),
+            min(abs(q.length - c.length), 20) / 20,
+            float(q.last == c.last),
         ],
         dtype=np.float32,
     )
 
 
+def lexical_features(query: str, candidate: str) -> npt.NDArray[np.float32]:
+    """Signals embeddings blur, for one pair of texts."""
+    return _lexical(profile(query), profile(candidate))
+
+
 def numbers_differ(query: str, candidate: str) -> bool:
     """True if the two texts do not name the same numbers ("top 5" and "top 10" are different questions)."""
-    return set(_NUMBER.findall(query)) != set(_NUMBER.findall(candidate))
+    return profile(query).numbers != profile(candidate).numbers
 
 
 def pair_features(
@@ -127,9 +166,13 @@ class Verifier:
         """score() for several candidates of one query, in one pass through the network."""
         if not candidates:
             return []
-        features = np.stack([pair_features(query, c, u, v) for c, v in zip(candidates, vs, strict=True)])
+        q = profile(query)  # once for all the candidates
+        profiles = [profile(c) for c in candidates]
+        stored = np.stack(vs).astype(np.float32, copy=False)
+        lexical = np.stack([_lexical(q, c) for c in profiles])
+        features = np.hstack([(stored @ u)[:, None], stored * u, np.abs(stored - u), lexical])
         p = self.probability(features)
-        return [0.0 if numbers_differ(query, c) else float(x) for c, x in zip(candidates, p, strict=True)]
+        return [0.0 if q.numbers != c.numbers else float(x) for c, x in zip(profiles, p, strict=True)]
 
     def save(self, path: Path) -> None:
         """Write the weights and settings as one small .npz."""
