@@ -42,6 +42,21 @@ def qqp(split: str, limit: int | None = None) -> Pairs:
     return Pairs(f"qqp/{split}", a, b, np.array(dup))
 
 
+def labelled_pairs(path: Path) -> Pairs:
+    """Pairs labelled by verdicts: what `GET /v1/cache/feedback` returns ({"examples": [...]}), or JSON lines of
+    {"a": stored, "b": asked, "duplicate": bool}. Read as "a is cached, b is asked", as the Quora rows are."""
+    text = path.read_text()
+    try:
+        rows = json.loads(text)["examples"]
+    except (ValueError, KeyError, TypeError):
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    try:
+        a, b, dup = [str(r["a"]) for r in rows], [str(r["b"]) for r in rows], [bool(r["duplicate"]) for r in rows]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: every example needs a, b and duplicate ({exc!r})") from None
+    return Pairs(f"labelled:{path.name}", a, b, np.array(dup, dtype=bool))
+
+
 def gptcache_paraphrases() -> Pairs:
     """GPTCache's 999 paraphrase pairs, all positives."""
     rows = json.loads((DATA / "gptcache" / "mock_data.json").read_text())

@@ -7,6 +7,11 @@ adapted embeddings are overconfident on the adapter's own pairs, but the thresho
 which neither model saw, so the shipped operating point stays honest.
 
     python eval/train_verifier.py [--target-recall 0.60 | --target-precision 0.92] [--min-cosine 0.50]
+                                  [--extra feedback.json ...]
+
+--extra adds pairs labelled by verdicts (what `GET /v1/cache/feedback` returns, or JSON lines of {"a", "b",
+"duplicate"}) to the training data; the threshold is still chosen on qqp/dev. Name the result with
+SEMCACHE_VERIFIER_VERSION (a new version starts the tenants' calibration afresh, as it should).
 
 Deterministic (fixed seeds). Never looks at qqp/test: that split is for the figures we report (make eval).
 The pair (a, b) of a Quora row is read as "a is cached, b is asked" (training on both orders did worse on dev).
@@ -21,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from data import ROOT, embed_cached, qqp
+from data import ROOT, embed_cached, labelled_pairs, qqp
 from features import pair_matrix
 from sklearn.neural_network import MLPClassifier
 
@@ -67,11 +72,19 @@ def main() -> None:
     parser.add_argument("--min-cosine", type=float, default=0.50)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--out", type=Path, default=DEFAULT_PATH)
+    parser.add_argument("--extra", type=Path, action="append", default=[], help="pairs labelled by verdicts")
     args = parser.parse_args()
     e = embedder()
     started = time.perf_counter()
 
     a, b, va, vb, y = split_vectors(e, "train")
+    for path in args.extra:
+        extra = labelled_pairs(path)
+        v = embed_cached(extra.a + extra.b, e.embed, e.id, batch=8)
+        a, b = a + extra.a, b + extra.b
+        va, vb = np.vstack([va, v[: len(extra.a)]]), np.vstack([vb, v[len(extra.a) :]])
+        y = np.concatenate([y, extra.duplicate])
+        print(f"{path}: {len(extra.a)} labelled pairs added ({int(extra.duplicate.sum())} duplicates)")
     keep = np.sum(va * vb, axis=1) >= args.min_cosine  # train where the verifier will be asked
     rows = np.flatnonzero(keep)
     x = pair_matrix([b[i] for i in rows], [a[i] for i in rows], vb[keep], va[keep])

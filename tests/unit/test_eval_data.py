@@ -1,0 +1,36 @@
+"""The evaluation code's reader for pairs labelled by verdicts (eval/data.py), which retraining takes (--extra)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "eval"))
+from data import labelled_pairs  # eval/ is a folder of scripts, not a package
+
+EXAMPLES = [
+    {"a": "stored one", "b": "asked one", "duplicate": False, "confidence": 0.9, "matcher": "m", "at": 1.0},
+    {"a": "stored two", "b": "asked two", "duplicate": True},
+]
+
+
+def test_reads_the_feedback_routes_answer_and_json_lines(tmp_path: Path) -> None:
+    exported = tmp_path / "feedback.json"
+    exported.write_text(json.dumps({"tenant": "t", "examples": EXAMPLES}))
+    lines = tmp_path / "pairs.jsonl"
+    lines.write_text("\n".join(json.dumps(e) for e in EXAMPLES) + "\n\n")
+    for path in (exported, lines):
+        pairs = labelled_pairs(path)
+        assert pairs.a == ["stored one", "stored two"]
+        assert pairs.b == ["asked one", "asked two"]
+        assert pairs.duplicate.tolist() == [False, True]
+
+
+def test_an_example_without_a_label_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"a": "x", "b": "y"}))
+    with pytest.raises(ValueError, match="every example needs a, b and duplicate"):
+        labelled_pairs(bad)
