@@ -19,7 +19,7 @@ PY312 := $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.pyenv
 	"$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
 export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
 
-.PHONY: run test lint typecheck pytest sync models redis clean sam-validate sam-build sam-check coldstart eval \
+.PHONY: run test lint typecheck pytest sync models redis clean sam-validate sam-build sam-check build-x86_64 coldstart eval \
 	train-verifier finetune eval-adapter eval-int8-gemm fuzz bench bench-full
 
 SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
@@ -63,9 +63,12 @@ sam-build: sync ## build the function and the embedder layer for Lambda (ARCH=ar
 sam-check: sam-validate
 	LAMBDA_ARCH=arm64 $(SAM) build --build-in-source --parameter-overrides Architecture=arm64
 	$(UV) run --locked python infra/check_build.py
+	$(MAKE) build-x86_64
+	$(UV) run --locked python infra/check_build.py --build-dir .aws-sam/build-x86_64 --smoke --python $(UV_PYTHON)
+
+build-x86_64: sync models
 	LAMBDA_ARCH=x86_64 $(SAM) build --build-in-source --build-dir .aws-sam/build-x86_64 \
 		--parameter-overrides Architecture=x86_64
-	$(UV) run --locked python infra/check_build.py --build-dir .aws-sam/build-x86_64 --smoke --python $(UV_PYTHON)
 
 bench: sync models ## benchmarks, quick profile (a few minutes): our path, the peers side by side, HTTP load
 	$(UV) run --locked python bench/latency.py --sizes $(BENCH_SIZES)
@@ -121,7 +124,7 @@ eval-int8-gemm: sync ## the embedder computing in int8 (INT8_GEMM=all|attention)
 
 coldstart: sync models ## benchmark: Lambda init (import the handler, build the service) in fresh processes
 	$(UV) run --locked python bench/coldstart.py
-	test -d .aws-sam/build-x86_64 || $(MAKE) sam-check
+	$(MAKE) build-x86_64  # always from the current code: a stale build would time old code
 	$(UV) run --locked python bench/coldstart.py --build-dir .aws-sam/build-x86_64 --python $(UV_PYTHON) \
 		--secrets none,sdk,extension
 
