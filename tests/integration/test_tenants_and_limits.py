@@ -87,17 +87,25 @@ def test_verdicts_calibrate_only_their_tenants_threshold(keyed_api: ApiServer) -
     word = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:6]).capitalize()  # letters: no number rule
     stored, paraphrase = f"How do I learn the {word} language quickly?", f"How can I learn the {word} language quickly?"
     with client(keyed_api, ACME) as acme, client(keyed_api, GLOBEX) as globex, client(keyed_api, ADMIN) as admin:
-        for c in (acme, globex):
-            ask(c, stored)
+
+        def verdict(wrong: bool) -> dict[str, object]:
+            entry = ask(acme, stored).headers["x-semcache-entry"]  # stored (again, after a wrong verdict)
+            body = {"entry_id": entry, "verdict": "wrong" if wrong else "right", "query": paraphrase}
+            return dict(acme.post("/v1/cache/feedback", json=body).json())
+
+        ask(globex, stored)
+        ask(acme, stored)
         hit = acme.post("/api/query", json={"query": paraphrase}).json()["cache"]
         assert hit["tier"] == "semantic"
+        first = verdict(wrong=True)
+        assert first["removed"] is True
+        assert first["confidence"] == pytest.approx(hit["confidence"], abs=1e-4)
+        assert first["threshold"] < hit["confidence"], "one wrong mark moves nothing"
+        verdict(wrong=True)
+        third = verdict(wrong=True)
+        assert third["threshold"] > hit["confidence"], "three do"
 
-        wrong = {"entry_id": hit["entry_id"], "verdict": "wrong", "query": paraphrase}
-        verdict = acme.post("/v1/cache/feedback", json=wrong).json()
-        assert verdict["removed"] is True
-        assert verdict["confidence"] == pytest.approx(hit["confidence"], abs=1e-4)
-        assert verdict["threshold"] > hit["confidence"]
-        entry = ask(acme, stored).headers["x-semcache-entry"]  # a miss: stored again
+        assert ask(acme, stored).headers["x-semcache"] == "miss", "stored again after the wrong verdict"
         missed = ask(acme, paraphrase)
         assert missed.headers["x-semcache"] == "miss", "acme's threshold now excludes this pair"
         assert acme.delete(f"/v1/cache/entries/{missed.headers['x-semcache-entry']}").status_code == 200
@@ -105,16 +113,17 @@ def test_verdicts_calibrate_only_their_tenants_threshold(keyed_api: ApiServer) -
 
         log = acme.get("/v1/cache/feedback").json()
         assert log["tenant"] == "acme"
+        assert len(log["examples"]) >= 3
         assert log["examples"][0]["a"] == stored
         assert log["examples"][0]["b"] == paraphrase
         assert log["examples"][0]["duplicate"] is False
         assert globex.get("/v1/cache/feedback", params={"tenant": "acme"}).status_code == 403
         assert admin.get("/v1/cache/feedback", params={"tenant": "acme"}).json()["examples"] == log["examples"]
 
-        right = {"entry_id": entry, "verdict": "right", "query": paraphrase}
-        verdict = acme.post("/v1/cache/feedback", json=right).json()
-        assert verdict["removed"] is False
-        assert verdict["threshold"] < hit["confidence"], "one wrong in two: back to the shipped threshold"
+        for _ in range(8):  # three wrong in eleven: no longer shown to exceed 10%
+            right = verdict(wrong=False)
+        assert right["removed"] is False
+        assert right["threshold"] < hit["confidence"], "back to the shipped threshold"
         assert ask(acme, paraphrase).headers["x-semcache-tier"] == "semantic"
 
 

@@ -9,9 +9,15 @@ import numpy as np
 import pytest
 
 from semcache.adapters.memory_store import MemoryStore
-from semcache.core.calibration import TenantThresholds, bucket, calibrated_threshold, wilson_lower
+from semcache.core.calibration import (
+    VERDICTS_TTL_S,
+    TenantThresholds,
+    bucket,
+    calibrated_threshold,
+    wilson_lower,
+)
 from semcache.core.errors import StoreError
-from semcache.core.models import CacheControl, Message, Prompt
+from semcache.core.models import CacheControl, Message, Prompt, Verdict
 from semcache.core.service import CacheService, Policy
 from semcache.core.verifier import LEXICAL_FEATURES, Verifier
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
@@ -31,11 +37,13 @@ def test_wilson_lower_bound() -> None:
     ("counts", "expected"),
     [
         ({}, 0.825),  # no verdicts: the shipped threshold
-        ({90: (0, 1)}, 0.91),  # one wrong hit at 0.90 and nothing else: above it
-        ({90: (2, 1)}, 0.825),  # outweighed by right ones (error 1/3, lower bound 0.06)
+        ({90: (0, 2)}, 0.825),  # two wrong marks are not enough evidence (MIN_WRONG)
+        ({90: (0, 3)}, 0.91),  # three wrong hits at 0.90 and nothing else: above them
+        ({90: (2, 3)}, 0.91),  # three wrong in five (lower bound 0.23)
+        ({90: (8, 3)}, 0.825),  # outweighed by right ones (three in eleven: lower bound 0.0975)
         ({95: (10, 0), 85: (0, 1)}, 0.825),  # one wrong among eleven: no evidence
-        ({85: (1, 3), 97: (5, 0)}, 0.86),  # wrong below 0.86, right above
-        ({99: (0, 2)}, 1.0),  # wrong even at the top: no semantic hits
+        ({85: (1, 3), 97: (5, 0)}, 0.86),  # wrong below 0.86 (three in nine: 0.12), right above
+        ({99: (0, 3)}, 1.0),  # wrong even at the top: no semantic hits
         ({50: (0, 9)}, 0.825),  # below the threshold, never served: says nothing
     ],
 )
@@ -54,7 +62,7 @@ def test_buckets() -> None:
 async def test_thresholds_answer_at_once_and_refresh_in_the_background() -> None:
     now = [0.0]
     reads: list[str] = []
-    counts = {"t": {90: (0, 1)}}
+    counts = {"t": {90: (0, 3)}}
 
     async def read(tenant: str) -> dict[int, tuple[int, int]]:
         reads.append(tenant)
@@ -66,7 +74,7 @@ async def test_thresholds_answer_at_once_and_refresh_in_the_background() -> None
     await asyncio.sleep(0)
     assert reads == ["t"], "one read in flight per tenant"
     assert thresholds.get("t", 0.8) == pytest.approx(0.91)
-    counts["t"] = {90: (2, 1)}
+    counts["t"] = {90: (30, 3)}
     now[0] = 29.0
     assert thresholds.get("t", 0.8) == pytest.approx(0.91)
     await asyncio.sleep(0)
@@ -129,7 +137,17 @@ def service() -> CacheService:
 STORED, PARAPHRASE = "how do I reset my email password", "how do I reset my email password please"
 
 
-async def test_a_wrong_verdict_on_a_semantic_hit_raises_that_tenants_threshold(service: CacheService) -> None:
+async def mark(service: CacheService, tenant: str, *, wrong: bool, times: int) -> list[Verdict]:
+    """Verdicts on the pair (STORED, PARAPHRASE), the entry stored again before each (a wrong one removes it)."""
+    verdicts = []
+    for _ in range(times):
+        stored = await service.answer(ask(STORED), tenant=tenant)
+        assert stored.cache.entry_id is not None
+        verdicts.append(await service.feedback(stored.cache.entry_id, wrong=wrong, tenant=tenant, query=PARAPHRASE))
+    return verdicts
+
+
+async def test_wrong_verdicts_on_a_semantic_hit_raise_that_tenants_threshold(service: CacheService) -> None:
     for tenant in ("t", "u"):
         await service.answer(ask(STORED), tenant=tenant)
     hit = await service.answer(ask(PARAPHRASE), tenant="t")
@@ -137,11 +155,13 @@ async def test_a_wrong_verdict_on_a_semantic_hit_raises_that_tenants_threshold(s
     assert hit.cache.confidence is not None
     assert hit.cache.entry_id is not None
 
-    verdict = await service.feedback(hit.cache.entry_id, wrong=True, tenant="t", query=PARAPHRASE)
-    assert verdict.removed
-    assert verdict.confidence == pytest.approx(hit.cache.confidence, abs=1e-5)
-    assert verdict.threshold is not None
-    assert verdict.threshold > hit.cache.confidence
+    first = await service.feedback(hit.cache.entry_id, wrong=True, tenant="t", query=PARAPHRASE)
+    assert first.removed
+    assert first.confidence == pytest.approx(hit.cache.confidence, abs=1e-5)
+    assert first.threshold == 0.5, "one wrong mark is not evidence enough"
+    *_, third = await mark(service, "t", wrong=True, times=2)
+    assert third.threshold is not None
+    assert third.threshold > hit.cache.confidence, "three are"
 
     await service.answer(ask(STORED), tenant="t")  # stored again
     again = await service.answer(ask(PARAPHRASE), tenant="t")
@@ -151,25 +171,40 @@ async def test_a_wrong_verdict_on_a_semantic_hit_raises_that_tenants_threshold(s
     explicit = await service.answer(ask(PARAPHRASE + " now"), CacheControl(min_confidence=0.5), tenant="t")
     assert explicit.cache.tier == "semantic", "a request's explicit threshold wins"
 
-    (example,) = await service.feedback_log("t")
-    assert example["a"] == STORED
-    assert example["b"] == PARAPHRASE
-    assert example["duplicate"] is False
+    log = await service.feedback_log("t")
+    assert len(log) == 3
+    assert log[0]["a"] == STORED
+    assert log[0]["b"] == PARAPHRASE
+    assert log[0]["duplicate"] is False
     assert await service.feedback_log("u") == []
 
 
 async def test_right_verdicts_bring_the_threshold_back(service: CacheService) -> None:
-    first = await service.answer(ask(STORED), tenant="t")
-    assert first.cache.entry_id is not None
-    entry = first.cache.entry_id
-    raised = await service.feedback(entry, wrong=True, tenant="t", query=PARAPHRASE)
+    *_, raised = await mark(service, "t", wrong=True, times=3)
     assert raised.threshold is not None
     assert raised.threshold > 0.5
+    *_, seventh = await mark(service, "t", wrong=False, times=7)
+    assert not seventh.removed
+    assert seventh.threshold == raised.threshold, "three wrong in ten: still shown (lower bound 0.108)"
+    (eighth,) = await mark(service, "t", wrong=False, times=1)
+    assert eighth.threshold == 0.5, "three wrong in eleven is not shown (0.0975) to exceed 10%"
     await service.answer(ask(STORED), tenant="t")
-    right = await service.feedback(entry, wrong=False, tenant="t", query=PARAPHRASE)
-    assert not right.removed
-    assert right.threshold == 0.5, "one wrong in two is not shown (Wilson, 95%) to exceed 10%"
     assert (await service.answer(ask(PARAPHRASE), tenant="t")).cache.tier == "semantic"
+
+
+async def test_verdicts_are_forgotten_a_month_after_the_last_one() -> None:
+    now = [1_000.0]
+    embedder = BagOfWordsEmbedder()
+    policy = Policy(ttl_seconds=60, min_similarity=0.3, verifier=cosine_verifier(embedder.dim))
+    store = MemoryStore(clock=lambda: now[0])
+    service = CacheService(embedder=embedder, store=store, llm=ScriptedLLM(), policy=policy, clock=lambda: now[0])
+    *_, raised = await mark(service, "t", wrong=True, times=3)
+    assert raised.threshold is not None
+    assert raised.threshold > 0.5
+    now[0] += VERDICTS_TTL_S - 1
+    assert await store.verdicts("test-cosine|t") != {}
+    now[0] += 1
+    assert await store.verdicts("test-cosine|t") == {}, "the store forgets them, so the threshold returns to 0.5"
 
 
 async def test_verdicts_that_say_nothing_about_the_matcher_are_not_counted(service: CacheService) -> None:

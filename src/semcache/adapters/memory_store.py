@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from semcache.core.calibration import FEEDBACK_LOG_LIMIT
+from semcache.core.calibration import FEEDBACK_LOG_LIMIT, VERDICTS_TTL_S
 from semcache.core.models import JSON, Entry, Match
 from semcache.core.ports import Vector
 
@@ -22,6 +22,7 @@ class MemoryStore:
         self._clock = clock
         self._entries: dict[str, tuple[Entry, Vector, float]] = {}
         self._verdicts: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
+        self._last_verdict: dict[str, float] = {}
         self._log: dict[str, deque[dict[str, JSON]]] = defaultdict(lambda: deque(maxlen=FEEDBACK_LOG_LIMIT))
 
     def _live(self, entry_id: str) -> tuple[Entry, Vector, float] | None:
@@ -77,14 +78,21 @@ class MemoryStore:
     async def record_verdict(
         self, calibration: str, bucket: int, *, wrong: bool, example: Mapping[str, JSON], tenant: str
     ) -> None:
-        """Count a verdict and log its example."""
+        """Count a verdict (the counts are forgotten VERDICTS_TTL_S after the last one) and log its example."""
+        self._forget_stale(calibration)
+        self._last_verdict[calibration] = self._clock()
         right, wrongs = self._verdicts[calibration].get(bucket, (0, 0))
         self._verdicts[calibration][bucket] = (right + (not wrong), wrongs + wrong)
         self._log[tenant].appendleft(dict(example))
 
     async def verdicts(self, calibration: str) -> dict[int, tuple[int, int]]:
         """Bucket -> (right, wrong)."""
+        self._forget_stale(calibration)
         return dict(self._verdicts.get(calibration, {}))
+
+    def _forget_stale(self, calibration: str) -> None:
+        if self._clock() - self._last_verdict.get(calibration, self._clock()) >= VERDICTS_TTL_S:
+            self._verdicts.pop(calibration, None)
 
     async def feedback_log(self, tenant: str, limit: int) -> list[dict[str, JSON]]:
         """The newest examples first."""

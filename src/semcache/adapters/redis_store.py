@@ -24,7 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from semcache.core.calibration import FEEDBACK_LOG_LIMIT
+from semcache.core.calibration import FEEDBACK_LOG_LIMIT, VERDICTS_TTL_S
 from semcache.core.errors import StoreError
 from semcache.core.models import JSON, Entry, Match, Usage
 from semcache.core.ports import Vector
@@ -284,12 +284,14 @@ class RedisStore:
     async def record_verdict(
         self, calibration: str, bucket: int, *, wrong: bool, example: Mapping[str, JSON], tenant: str
     ) -> None:
-        """HINCRBY the bucket's count and LPUSH the example (capped by LTRIM), in one MULTI/EXEC."""
+        """HINCRBY the bucket's count (the hash expires VERDICTS_TTL_S after the last verdict) and LPUSH the example
+        (capped by LTRIM), in one MULTI/EXEC."""
         self._check_refused()
-        log_key = self._log_prefix + tenant
+        counts_key, log_key = self._verdict_prefix + calibration, self._log_prefix + tenant
         async with _translated("MULTI/EXEC"):
             pipe = self._client.pipeline(transaction=True)
-            pipe.hincrby(self._verdict_prefix + calibration, f"{bucket}:{'w' if wrong else 'r'}", 1)
+            pipe.hincrby(counts_key, f"{bucket}:{'w' if wrong else 'r'}", 1)
+            pipe.expire(counts_key, VERDICTS_TTL_S)
             pipe.lpush(log_key, json.dumps(example))
             pipe.ltrim(log_key, 0, FEEDBACK_LOG_LIMIT - 1)
             await pipe.execute()

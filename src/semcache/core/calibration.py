@@ -4,10 +4,13 @@ they show the verifier serving wrong answers more often than allowed.
 The shipped threshold was chosen on Quora questions; a tenant's traffic may be easier or harder. Every verdict
 on a semantic hit is counted against the verifier's confidence for that hit, in buckets of 0.01. The tenant's
 threshold is then the lowest one, at or above the shipped one, at which the hits it would still serve are not
-*shown* to be wrong more often than `max_error`: the Wilson lower bound (95%) of their error rate stays at or
-below it. Few verdicts move nothing (one wrong mark among few is no evidence); a run of wrong marks at some
-confidence moves the threshold above it. Verdicts only ever raise the threshold above the shipped one, and right
-marks bring it back down when they outweigh the wrong ones.
+*shown* to be wrong more often than `max_error`: fewer than MIN_WRONG wrong verdicts among them, or the Wilson
+lower bound (95%) of their error rate at or below `max_error`. One or two wrong marks move nothing (a slip of the
+hand, or a question the verifier rightly found close); three wrong marks at or above some confidence, with no
+right ones to outweigh them, move the threshold above it. Verdicts only ever raise the threshold above the shipped
+one, and right marks bring it back down when they outweigh the wrong ones. Stores forget a tenant's verdicts
+VERDICTS_TTL_S after the last one, so a threshold raised to 1.0 (no semantic hits, hence no new verdicts) does
+not stay there for ever.
 
 The idea of learning the threshold from observed correctness, with a bounded error rate, follows vCache
 (arXiv 2502.03771), which does it per entry; we do it per tenant, where verdicts accumulate fast enough to matter.
@@ -24,6 +27,12 @@ log = logging.getLogger("semcache")
 
 FEEDBACK_LOG_LIMIT = 10_000
 """Labelled examples kept per tenant (the newest), for retraining the verifier."""
+
+MIN_WRONG = 3
+"""Wrong verdicts needed, at or above a threshold, before they can rule it out."""
+
+VERDICTS_TTL_S = 30 * 86_400
+"""A tenant's verdicts are forgotten this long after its last one."""
 
 BUCKETS = 100
 """Confidence is counted in buckets of 1 / BUCKETS."""
@@ -48,7 +57,8 @@ def wilson_lower(successes: int, n: int, z: float = 1.96) -> float:
 
 
 def calibrated_threshold(counts: Counts, base: float, max_error: float) -> float:
-    """The lowest threshold >= base whose served hits are not shown to err more often than max_error.
+    """The lowest threshold >= base whose served hits are not shown to err more often than max_error: fewer than
+    MIN_WRONG wrong verdicts at or above it, or a Wilson lower bound of their error rate <= max_error.
 
     Candidates are base and the bucket edges above it; 1.0 (no semantic hits) if every one is shown to err.
     """
@@ -57,7 +67,7 @@ def calibrated_threshold(counts: Counts, base: float, max_error: float) -> float
         first = bucket(threshold) if threshold < 1.0 else BUCKETS
         right = sum(r for b, (r, _) in counts.items() if b >= first)
         wrong = sum(w for b, (_, w) in counts.items() if b >= first)
-        if wilson_lower(wrong, right + wrong) <= max_error:
+        if wrong < MIN_WRONG or wilson_lower(wrong, right + wrong) <= max_error:
             return threshold
     return 1.0
 
