@@ -45,8 +45,9 @@ class Policy:
     """The verifier's threshold; None means the one it ships with."""
     freshness: FreshnessPolicy = field(default_factory=FreshnessPolicy)
     max_error: float = 0.10
-    """Verdicts raise a tenant's confidence threshold until its semantic hits are not shown (Wilson, 95%) to be
-    wrong more often than this (semcache.core.calibration); 1.0 turns that off."""
+    """Verdicts raise a tenant's confidence threshold until its semantic hits are not shown (at least 3 wrong
+    verdicts and a Wilson 95% lower bound above this) to be wrong more often than this (semcache.core.calibration);
+    1.0 turns that off."""
     calibration_refresh_s: float = 30.0
     """How often a process re-reads a tenant's verdicts (others' verdicts reach it within this time)."""
 
