@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from semcache.core.fingerprint import normalize_text
-from semcache.core.verifier import lexical_features
+from semcache.core.verifier import feature_matrix, lexical_features
 
 
 def pair_matrix(
@@ -17,9 +17,8 @@ def pair_matrix(
     q: npt.NDArray[np.float32],
     c: npt.NDArray[np.float32],
 ) -> npt.NDArray[np.float32]:
-    """Rows of [cosine, q*c, |q-c|, lexical(query, candidate)], as semcache.core.verifier.pair_features."""
-    cosine = np.sum(q * c, axis=1, keepdims=True)
+    """The verifier's rows (semcache.core.verifier.feature_matrix) for pairs of texts and their vectors."""
     lexical = np.stack(
         [lexical_features(normalize_text(a), normalize_text(b)) for a, b in zip(queries, candidates, strict=True)]
     )
-    return np.hstack([cosine, q * c, np.abs(q - c), lexical]).astype(np.float32)
+    return feature_matrix(q, c, lexical)

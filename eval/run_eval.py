@@ -28,7 +28,7 @@ from semcache.core.calibration import bucket, calibrated_threshold
 from semcache.core.freshness import is_volatile
 from semcache.core.models import Completion, Message, Prompt, Usage
 from semcache.core.service import CacheService, Policy
-from semcache.core.verifier import DEFAULT_PATH, Verifier, numbers_differ, pair_features
+from semcache.core.verifier import DEFAULT_PATH, Verifier, numbers_differ
 
 BASELINE_THRESHOLDS = (0.85, 0.90)
 
@@ -252,7 +252,7 @@ def latency_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
         "verify_3_candidates_ms_p50": round(statistics.median(per_request), 3),
         "verify_3_candidates_ms_p99": round(sorted(per_request)[int(0.99 * len(per_request))], 3),
         "embed_one_query_ms_p50": round(statistics.median(embed_ms), 3),
-        "features_len": int(pair_features(pairs.a[0], pairs.b[0], va[0], vb[0]).shape[0]),
+        "features_len": int(pair_matrix(pairs.b[:1], pairs.a[:1], vb[:1], va[:1]).shape[1]),
     }
 
 

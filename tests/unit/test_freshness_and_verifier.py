@@ -7,7 +7,7 @@ from semcache.adapters.memory_store import MemoryStore
 from semcache.core.freshness import FreshnessPolicy, is_volatile, quotes_dates_or_prices
 from semcache.core.models import CacheControl, Message, Prompt
 from semcache.core.service import CacheService, Policy
-from semcache.core.verifier import LEXICAL_FEATURES, Verifier, lexical_features, numbers_differ, pair_features
+from semcache.core.verifier import LEXICAL_FEATURES, Verifier, lexical_features, numbers_differ
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -156,9 +156,14 @@ def test_scoring_candidates_together_equals_scoring_each() -> None:
         vs.append((v / np.linalg.norm(v)).astype(np.float32))
     query = "what is the best way to learn python"
     together = verifier.score_many(query, candidates, u, vs)
-    # each pair on its own, through the network and the number rule (score() delegates to score_many: no reference)
+
+    # each pair on its own, features written out here (not the service's feature_matrix), through the network and
+    # the number rule (score() delegates to score_many: no reference)
+    def features(c: str, v: np.ndarray) -> np.ndarray:
+        return np.concatenate([[np.float32(u @ v)], u * v, np.abs(u - v), lexical_features(query, c)])
+
     one_by_one = [
-        0.0 if numbers_differ(query, c) else float(verifier.probability(pair_features(query, c, u, v))[0])
+        0.0 if numbers_differ(query, c) else float(verifier.probability(features(c, v))[0])
         for c, v in zip(candidates, vs, strict=True)
     ]
     assert np.allclose(together, one_by_one, atol=1e-6)

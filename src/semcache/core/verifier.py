@@ -121,12 +121,17 @@ def numbers_differ(query: str, candidate: str) -> bool:
     return profile(query).numbers != profile(candidate).numbers
 
 
-def pair_features(
-    query: str, candidate: str, u: npt.NDArray[np.float32], v: npt.NDArray[np.float32]
+def feature_matrix(
+    u: npt.NDArray[np.float32], v: npt.NDArray[np.float32], lexical: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]:
-    """The verifier's input for one pair: cosine, u*v, |u-v| and the lexical features."""
-    return np.concatenate([[np.float32(u @ v)], u * v, np.abs(u - v), lexical_features(query, candidate)]).astype(
-        np.float32
+    """The verifier's input, a row per pair: cosine, u*v, |u-v|, then the pair's lexical features.
+
+    u is one query vector (dim,) shared by every row, or one per row (n, dim); v holds the n other vectors and
+    lexical the n rows of lexical_features. The service, the training and the evaluation all build rows here.
+    """
+    product = u * v
+    return np.hstack([product.sum(axis=1, keepdims=True), product, np.abs(u - v), lexical]).astype(
+        np.float32, copy=False
     )
 
 
@@ -168,10 +173,8 @@ class Verifier:
             return []
         q = profile(query)  # once for all the candidates
         profiles = [profile(c) for c in candidates]
-        stored = np.stack(vs).astype(np.float32, copy=False)
         lexical = np.stack([_lexical(q, c) for c in profiles])
-        features = np.hstack([(stored @ u)[:, None], stored * u, np.abs(stored - u), lexical])
-        p = self.probability(features)
+        p = self.probability(feature_matrix(u, np.stack(vs), lexical))
         return [0.0 if q.numbers != c.numbers else float(x) for c, x in zip(profiles, p, strict=True)]
 
     def save(self, path: Path) -> None:
