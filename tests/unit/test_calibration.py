@@ -68,21 +68,21 @@ async def test_thresholds_answer_at_once_and_refresh_in_the_background() -> None
         reads.append(tenant)
         return counts.get(tenant, {})
 
-    thresholds = TenantThresholds(read, max_error=0.1, refresh_s=30, monotonic=lambda: now[0])
-    assert thresholds.get("t", 0.8) == 0.8, "never read: the base, without waiting"
-    assert thresholds.get("t", 0.8) == 0.8
+    thresholds = TenantThresholds(read, base=0.8, max_error=0.1, refresh_s=30, monotonic=lambda: now[0])
+    assert thresholds.get("t") == 0.8, "never read: the base, without waiting"
+    assert thresholds.get("t") == 0.8
     await asyncio.sleep(0)
     assert reads == ["t"], "one read in flight per tenant"
-    assert thresholds.get("t", 0.8) == pytest.approx(0.91)
+    assert thresholds.get("t") == pytest.approx(0.91)
     counts["t"] = {90: (30, 3)}
     now[0] = 29.0
-    assert thresholds.get("t", 0.8) == pytest.approx(0.91)
+    assert thresholds.get("t") == pytest.approx(0.91)
     await asyncio.sleep(0)
     assert reads == ["t"], "fresh: not read again"
     now[0] = 30.0
-    thresholds.get("t", 0.8)
+    thresholds.get("t")
     await asyncio.sleep(0)
-    assert thresholds.get("t", 0.8) == 0.8
+    assert thresholds.get("t") == 0.8
     assert reads == ["t", "t"]
 
 
@@ -95,11 +95,11 @@ async def test_a_failed_read_keeps_the_last_value_for_a_while(caplog: pytest.Log
         calls += 1
         raise StoreError("down")
 
-    thresholds = TenantThresholds(read, max_error=0.1, refresh_s=30, monotonic=lambda: now[0])
+    thresholds = TenantThresholds(read, base=0.8, max_error=0.1, refresh_s=30, monotonic=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="semcache"):
-        assert thresholds.get("t", 0.8) == 0.8
+        assert thresholds.get("t") == 0.8
         await asyncio.sleep(0)
-        assert thresholds.get("t", 0.8) == 0.8
+        assert thresholds.get("t") == 0.8
         await asyncio.sleep(0)
     assert calls == 1, "a failed read is not retried on every lookup"
     assert "could not read the verdicts of tenant t" in caplog.text

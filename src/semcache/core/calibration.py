@@ -83,41 +83,42 @@ class TenantThresholds:
         self,
         read: Callable[[str], Awaitable[Counts]],
         *,
+        base: float,
         max_error: float,
         refresh_s: float = 30.0,
         monotonic: Callable[[], float],
     ) -> None:
         self._read = read
+        self._base = base
         self._max_error = max_error
         self._refresh_s = refresh_s
         self._now = monotonic
-        self._known: dict[tuple[str, float], tuple[float, float]] = {}
-        self._refreshing: set[tuple[str, float]] = set()
+        self._known: dict[str, tuple[float, float]] = {}
+        """tenant -> (threshold, when it was read)"""
+        self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def get(self, tenant: str, base: float) -> float:
+    def get(self, tenant: str) -> float:
         """The tenant's threshold as last read (base if never read yet); refreshes it in the background if stale."""
-        key = (tenant, base)
-        known = self._known.get(key)
-        if (known is None or self._now() - known[1] >= self._refresh_s) and key not in self._refreshing:
-            self._refreshing.add(key)
-            task = asyncio.get_running_loop().create_task(self._refresh(tenant, base))
+        known = self._known.get(tenant)
+        if (known is None or self._now() - known[1] >= self._refresh_s) and tenant not in self._refreshing:
+            self._refreshing.add(tenant)
+            task = asyncio.get_running_loop().create_task(self._refresh(tenant))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return base if known is None else known[0]
+        return self._base if known is None else known[0]
 
-    async def refresh(self, tenant: str, base: float) -> float:
+    async def refresh(self, tenant: str) -> float:
         """Read the tenant's verdicts now (after a new one) and return its threshold."""
-        threshold = calibrated_threshold(await self._read(tenant), base, self._max_error)
-        self._known[(tenant, base)] = (threshold, self._now())
+        threshold = calibrated_threshold(await self._read(tenant), self._base, self._max_error)
+        self._known[tenant] = (threshold, self._now())
         return threshold
 
-    async def _refresh(self, tenant: str, base: float) -> None:
+    async def _refresh(self, tenant: str) -> None:
         try:
-            await self.refresh(tenant, base)
+            await self.refresh(tenant)
         except Exception as exc:  # noqa: BLE001 - a failed read keeps the last value (or base) for refresh_s
-            key = (tenant, base)
-            self._known[key] = (self._known.get(key, (base, 0.0))[0], self._now())
+            self._known[tenant] = (self._known.get(tenant, (self._base, 0.0))[0], self._now())
             log.warning("could not read the verdicts of tenant %s: %s", tenant, exc)
         finally:
-            self._refreshing.discard((tenant, base))
+            self._refreshing.discard(tenant)

@@ -119,6 +119,7 @@ class CacheService:
         self._clock = clock
         self._thresholds = TenantThresholds(
             lambda tenant: store.verdicts(self._calibration_key(tenant)),
+            base=policy.min_confidence or (policy.verifier.threshold if policy.verifier else 1.0),
             max_error=policy.max_error,
             refresh_s=policy.calibration_refresh_s,
             monotonic=monotonic,
@@ -261,7 +262,7 @@ class CacheService:
                 return _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=None), vector
             return None, vector
         # The caller's explicit threshold wins; otherwise the tenant's, as its verdicts have calibrated it.
-        threshold = control.min_confidence or self._thresholds.get(asked.tenant, self._base_threshold(verifier))
+        threshold = control.min_confidence or self._thresholds.get(asked.tenant)
         scorable = [m for m in matches if m.vector is not None]
         confidences = verifier.score_many(
             normalized, [normalize_text(m.entry.query) for m in scorable], vector, [m.vector for m in scorable]
@@ -288,9 +289,6 @@ class CacheService:
     async def flush(self, *, tenant: str | None, scope: str | None = None) -> int:
         """Remove the entries of tenant (every tenant's if None), optionally of one scope only."""
         return await self._store.flush(tenant=tenant, scope=scope)
-
-    def _base_threshold(self, verifier: Verifier) -> float:
-        return self._policy.min_confidence or verifier.threshold
 
     def _calibration_key(self, tenant: str) -> str:
         """Verdicts count for one tenant and one matcher: a retrained verifier's confidences start afresh."""
@@ -319,7 +317,7 @@ class CacheService:
                        "matcher": verifier.version, "at": round(self._clock(), 3)}  # fmt: skip
             key = self._calibration_key(entry.tenant)
             await self._store.record_verdict(key, bucket(confidence), wrong=wrong, example=example, tenant=entry.tenant)
-            threshold = await self._thresholds.refresh(entry.tenant, self._base_threshold(verifier))
+            threshold = await self._thresholds.refresh(entry.tenant)
         removed = await self._store.delete(entry_id) if wrong else False
         if removed:
             log.info("entry %s removed after feedback", entry_id)
