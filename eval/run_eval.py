@@ -67,8 +67,8 @@ def qqp_scored(e: OnnxEmbedder, verifier: Verifier, split: str) -> Scored:
     return cosine, _scores(verifier, pairs.b, pairs.a, vb, va), cosine >= verifier.min_cosine, pairs.duplicate
 
 
-def qqp_figures(e: OnnxEmbedder, verifier: Verifier, split: str) -> dict[str, object]:
-    cosine, p, eligible, truth = qqp_scored(e, verifier, split)
+def qqp_figures(verifier: Verifier, scored: Scored) -> dict[str, object]:
+    cosine, p, eligible, truth = scored
     return {
         "duplicates": int(truth.sum()),
         "verifier": rates(eligible & (p >= verifier.threshold), truth),
@@ -170,7 +170,7 @@ async def multiturn_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, ob
 
 
 def feedback_figures(
-    e: OnnxEmbedder, verifier: Verifier, max_errors: tuple[float, ...] = (0.10, 0.05), seeds: int = 20
+    verifier: Verifier, dev: Scored, test: Scored, max_errors: tuple[float, ...] = (0.10, 0.05), seeds: int = 20
 ) -> dict[str, object]:
     """What verdicts do to a tenant's threshold (semcache.core.calibration), simulated on labelled data.
 
@@ -179,8 +179,8 @@ def feedback_figures(
     to qqp/test, which the verdicts never saw. Medians (and the range) over `seeds` draws; precision over the draws
     that still serve semantic hits (a threshold of 1.0 serves none), and how many draws turned them off.
     """
-    _, dev_p, dev_eligible, dev_truth = qqp_scored(e, verifier, "dev")
-    _, test_p, test_eligible, test_truth = qqp_scored(e, verifier, "test")
+    _, dev_p, dev_eligible, dev_truth = dev
+    _, test_p, test_eligible, test_truth = test
     served = np.flatnonzero(dev_eligible & (dev_p >= verifier.threshold))
     out: dict[str, object] = {"served_dev_hits": len(served), "seeds": seeds}
     for max_error in max_errors:
@@ -293,13 +293,14 @@ def main() -> None:
     parser.add_argument("--verifier", type=Path, default=DEFAULT_PATH)
     args = parser.parse_args()
     e, verifier = embedder(), Verifier.load(args.verifier)
+    dev, test = qqp_scored(e, verifier, "dev"), qqp_scored(e, verifier, "test")  # scored once, used twice
     results: dict[str, object] = {
         "verifier": {"version": verifier.version, "threshold": verifier.threshold, "min_cosine": verifier.min_cosine},
         "embedder": e.id,
-        "qqp_dev": qqp_figures(e, verifier, "dev"),
-        "qqp_test": qqp_figures(e, verifier, "test"),
+        "qqp_dev": qqp_figures(verifier, dev),
+        "qqp_test": qqp_figures(verifier, test),
         "gptcache": gptcache_figures(e, verifier),
-        "feedback_calibration": feedback_figures(e, verifier),
+        "feedback_calibration": feedback_figures(verifier, dev, test),
         "multiturn": asyncio.run(multiturn_figures(e, verifier)),
         "freshness": freshness_figures(),
         "latency": latency_figures(e, verifier),
