@@ -81,6 +81,9 @@ def test_feedback_wrong_removes_the_entry(keyed_api: ApiServer) -> None:
         assert ask(acme, q).headers["x-semcache"] == "miss"
         bad = acme.post("/v1/cache/feedback", json={"entry_id": entry, "verdict": "meh"})
         assert bad.status_code == 422
+        long = acme.post("/v1/cache/feedback", json={"entry_id": entry, "verdict": "right", "query": "x" * 501})
+        assert long.status_code == 422, "the asked query has the same limit as a query (500 here)"
+        assert long.json()["error"]["param"] == "query"
 
 
 def test_verdicts_calibrate_only_their_tenants_threshold(keyed_api: ApiServer) -> None:

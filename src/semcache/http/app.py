@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from semcache import __version__
+from semcache.core.calibration import FEEDBACK_LOG_LIMIT
 from semcache.core.errors import InvalidRequest, SemcacheError, StoreError
 from semcache.core.models import Answer, CacheControl, Message, Prompt
 from semcache.core.service import CacheService
@@ -50,7 +51,6 @@ class FeedbackRequest(BaseModel):
     query: str | None = Field(
         None,
         min_length=1,
-        max_length=32_000,
         description="the question that was asked (the last user turn): with it, a verdict on a semantic hit also "
         "calibrates the tenant's confidence threshold",
     )
@@ -173,6 +173,8 @@ def create_app(
     async def feedback(body: FeedbackRequest, who: CallerDep) -> dict[str, object]:
         """Mark a served answer wrong (it is removed; the next ask goes to the LLM) or right; with the question
         asked, a verdict on a semantic hit also calibrates the tenant's confidence threshold."""
+        if body.query is not None and len(body.query) > max_query_chars:
+            raise InvalidRequest(f"the query is longer than {max_query_chars} characters", param="query", status=422)
         tenant = None if who.admin and not authenticator.enabled else who.tenant
         verdict = await service.feedback(body.entry_id, wrong=body.verdict == "wrong", tenant=tenant, query=body.query)
         stats.record_feedback(wrong=body.verdict == "wrong")
@@ -186,7 +188,7 @@ def create_app(
 
     @app.get("/v1/cache/feedback")
     async def feedback_log(
-        who: CallerDep, tenant: str | None = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+        who: CallerDep, tenant: str | None = None, limit: Annotated[int, Query(ge=1, le=FEEDBACK_LOG_LIMIT)] = 1000
     ) -> dict[str, object]:
         """Your newest labelled pairs from verdicts on semantic hits (the admin may name a tenant): the data for
         retraining the verifier, one {"a": stored, "b": asked, "duplicate", "confidence", ...} per verdict."""
