@@ -2,8 +2,11 @@
 
 Only the portable subset of FT.* is used: HASH documents with a TAG (scope digest) and a VECTOR (HNSW, FLOAT32,
 COSINE) field; `(@scope:{..})=>[KNN k @vec $v AS dist]` with PARAMS, RETURN of the score, LIMIT and DIALECT 2.
-Texts live in unindexed hash fields read with HMGET. Keys and the index carry a tag derived from the embedder's
-id, so vectors of different embedders never share an index.
+Two query attributes are used where the server accepts them, asked once when the index is ensured: `EF_RUNTIME`
+(a wider HNSW search: more of the true nearest entries found) and RediSearch's `HYBRID_POLICY BATCHES`, forced
+for the scopes where it has been faster (semcache.adapters.knn_plans). Texts live in unindexed hash fields read
+with HMGET. Keys and the index carry a tag derived from the embedder's id, so vectors of different embedders never
+share an index.
 
 One entry is one hash, written with DEL + HSET + EXPIRE in one MULTI/EXEC: a reader sees all of it or none.
 """
@@ -24,12 +27,17 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from semcache.adapters.knn_plans import PlanChooser
 from semcache.core.calibration import FEEDBACK_LOG_LIMIT, VERDICTS_TTL_S
 from semcache.core.errors import StoreError
 from semcache.core.models import JSON, Entry, Match, Usage
 from semcache.core.ports import Vector
 
 SCHEMA_VERSION = "3"
+EF_RUNTIME = 50
+"""Candidates an HNSW search keeps (RediSearch's default is 10). Measured on 30,000 Quora questions in one scope
+(`python bench/knn.py`): the graph search found the true nearest entry for 90% of queries at 10, 98% at 50, for
+about the same time."""
 
 
 class IndexMismatch(StoreError):
@@ -79,6 +87,8 @@ class RedisStore:
         self.index_name = f"{prefix}{tag}:idx"
         self._index_ready = False
         self._refused: str | None = None
+        self._ef = ""  # " EF_RUNTIME n" once the server has accepted it
+        self._plans: PlanChooser | None = None  # once the server has accepted HYBRID_POLICY
 
     def refuse(self, reason: str) -> None:
         """Turn the cache off for good (until restart): every operation fails with reason, so requests bypass it."""
@@ -106,8 +116,31 @@ class RedisStore:
         created = await self._create_index()
         if not created:
             await self._check_index()
+        await self._probe_query_attributes()
         self._index_ready = True
         return created
+
+    async def _probe_query_attributes(self) -> None:
+        """Which optional KNN attributes the server accepts: a query each, on a scope nothing is stored in."""
+        blob = np.eye(1, self._dim, dtype=np.float32).tobytes()
+        accepted = []
+        for attributes in (f" EF_RUNTIME {EF_RUNTIME}", f" HYBRID_POLICY BATCHES EF_RUNTIME {EF_RUNTIME}"):
+            query = f"(@scope:{{probe}})=>[KNN 1 @vec $v{attributes} AS dist]"
+            async with _translated("FT.SEARCH"):
+                try:
+                    await self._client.execute_command(  # type: ignore[no-untyped-call]
+                        "FT.SEARCH", self.index_name, query, "PARAMS", "2", "v", blob, "LIMIT", "0", "1", "DIALECT", "2"
+                    )
+                except ResponseError:
+                    break  # not this one, nor (it builds on it) the next
+            accepted.append(attributes)
+        self._ef = f" EF_RUNTIME {EF_RUNTIME}" if accepted else ""
+        self._plans = PlanChooser() if len(accepted) == 2 else None
+
+    @property
+    def query_attributes(self) -> tuple[str, ...]:
+        """The optional KNN attributes in use: EF_RUNTIME, HYBRID_POLICY (what the server accepted)."""
+        return (*(("EF_RUNTIME",) if self._ef else ()), *(("HYBRID_POLICY",) if self._plans else ()))
 
     async def _check_index(self) -> None:
         async with _translated("FT.INFO"):
@@ -170,11 +203,16 @@ class RedisStore:
         if not self._index_ready:  # Redis was down at start: create the index as soon as it is back
             await self.ensure_index()
         blob = np.asarray(vector, dtype=np.float32).tobytes()
-        query = f"(@scope:{{{scope}}})=>[KNN {k} @vec $v AS dist]"
+        batches = self._plans is not None and self._plans.batches(scope)
+        attributes = (" HYBRID_POLICY BATCHES" if batches else "") + self._ef
+        query = f"(@scope:{{{scope}}})=>[KNN {k} @vec $v{attributes} AS dist]"
         args = ("PARAMS", "2", "v", blob, "RETURN", "1", "dist", "LIMIT", "0", str(k), "DIALECT", "2")
         async with _translated("FT.SEARCH"):
             try:
+                started = time.perf_counter()
                 reply = await self._client.execute_command("FT.SEARCH", self.index_name, query, *args)  # type: ignore[no-untyped-call]
+                if self._plans is not None:
+                    self._plans.record(scope, batches, time.perf_counter() - started)
             except ResponseError as exc:
                 if not _is_missing_index(exc):
                     raise
