@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -75,9 +75,23 @@ async def _translated(what: str) -> AsyncIterator[None]:
 class RedisStore:
     """Entries as Redis hashes under one key prefix, found by key (exact) or by KNN (semantic)."""
 
-    def __init__(self, client: Redis, *, prefix: str, embedder_id: str, dim: int) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str,
+        embedder_id: str,
+        dim: int,
+        ef_runtime: int = EF_RUNTIME,
+        knn_plan: Literal["auto", "server", "batches"] = "auto",
+    ) -> None:
+        """knn_plan: "auto" times both plans per scope (semcache.adapters.knn_plans); "server" leaves the choice to
+        the server, "batches" forces HYBRID_POLICY BATCHES (where accepted). ef_runtime: see EF_RUNTIME."""
         if not prefix or any(c in prefix for c in " {}"):
             raise ValueError(f"key prefix must be non-empty without spaces or braces, got {prefix!r}")
+        if ef_runtime < 1 or knn_plan not in ("auto", "server", "batches"):
+            raise ValueError(f"ef_runtime must be >= 1 and knn_plan auto, server or batches: {ef_runtime}, {knn_plan}")
+        self._ef_runtime, self._knn_plan = ef_runtime, knn_plan
         tag = hashlib.sha256(f"{embedder_id}|{dim}|{SCHEMA_VERSION}".encode()).hexdigest()[:10]
         self._client = client
         self._dim = dim
@@ -88,7 +102,8 @@ class RedisStore:
         self._index_ready = False
         self._refused: str | None = None
         self._ef = ""  # " EF_RUNTIME n" once the server has accepted it
-        self._plans: PlanChooser | None = None  # once the server has accepted HYBRID_POLICY
+        self._plans: PlanChooser | None = None  # once the server has accepted HYBRID_POLICY (auto)
+        self._force_batches = False  # once the server has accepted HYBRID_POLICY (batches)
 
     def refuse(self, reason: str) -> None:
         """Turn the cache off for good (until restart): every operation fails with reason, so requests bypass it."""
@@ -124,7 +139,8 @@ class RedisStore:
         """Which optional KNN attributes the server accepts: a query each, on a scope nothing is stored in."""
         blob = np.eye(1, self._dim, dtype=np.float32).tobytes()
         accepted = []
-        for attributes in (f" EF_RUNTIME {EF_RUNTIME}", f" HYBRID_POLICY BATCHES EF_RUNTIME {EF_RUNTIME}"):
+        ef = f" EF_RUNTIME {self._ef_runtime}"
+        for attributes in (ef, f" HYBRID_POLICY BATCHES{ef}"):
             query = f"(@scope:{{probe}})=>[KNN 1 @vec $v{attributes} AS dist]"
             async with _translated("FT.SEARCH"):
                 try:
@@ -134,13 +150,16 @@ class RedisStore:
                 except ResponseError:
                     break  # not this one, nor (it builds on it) the next
             accepted.append(attributes)
-        self._ef = f" EF_RUNTIME {EF_RUNTIME}" if accepted else ""
-        self._plans = PlanChooser() if len(accepted) == 2 else None
+        self._ef = ef if accepted else ""
+        hybrid = len(accepted) == 2
+        self._plans = PlanChooser() if hybrid and self._knn_plan == "auto" else None
+        self._force_batches = hybrid and self._knn_plan == "batches"
 
     @property
     def query_attributes(self) -> tuple[str, ...]:
         """The optional KNN attributes in use: EF_RUNTIME, HYBRID_POLICY (what the server accepted)."""
-        return (*(("EF_RUNTIME",) if self._ef else ()), *(("HYBRID_POLICY",) if self._plans else ()))
+        hybrid = self._plans is not None or self._force_batches
+        return (*(("EF_RUNTIME",) if self._ef else ()), *(("HYBRID_POLICY",) if hybrid else ()))
 
     async def _check_index(self) -> None:
         async with _translated("FT.INFO"):
@@ -203,7 +222,7 @@ class RedisStore:
         if not self._index_ready:  # Redis was down at start: create the index as soon as it is back
             await self.ensure_index()
         blob = np.asarray(vector, dtype=np.float32).tobytes()
-        batches = self._plans is not None and self._plans.batches(scope)
+        batches = self._force_batches or (self._plans is not None and self._plans.batches(scope))
         attributes = (" HYBRID_POLICY BATCHES" if batches else "") + self._ef
         query = f"(@scope:{{{scope}}})=>[KNN {k} @vec $v{attributes} AS dist]"
         args = ("PARAMS", "2", "v", blob, "RETURN", "1", "dist", "LIMIT", "0", str(k), "DIALECT", "2")
