@@ -208,14 +208,23 @@ async def test_ensure_index_accepts_its_own_index(rstore: RedisStore) -> None:
     assert await rstore.ensure_index() is False
 
 
-async def test_both_knn_plans_find_the_same_nearest_entries(rstore: RedisStore) -> None:
+async def test_both_knn_plans_find_the_same_nearest_entries(
+    rstore: RedisStore, redis_url: str, key_prefix: str
+) -> None:
     assert rstore.query_attributes == ("EF_RUNTIME", "HYBRID_POLICY")  # Redis Stack accepts both
+    client = redis_store.connect(redis_url, timeout_s=2, connect_timeout_s=2)
+    batches = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM, knn_plan="batches")
+    server = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM, knn_plan="server")
+    for store in (batches, server):
+        await store.ensure_index()
+    assert batches.query_attributes == ("EF_RUNTIME", "HYBRID_POLICY")
+    assert server.query_attributes == ("EF_RUNTIME",)
     rng = np.random.default_rng(3)
     for i in range(40):
         await rstore.put(entry(f"e{i}", scope="s1" if i % 2 else "s2"), rng.normal(size=DIM).astype(np.float32), 100)
-    query = rng.normal(size=DIM).astype(np.float32)
-    # A scope's first search runs the server's plan, its second forces batches (tests/unit/test_knn_plans.py).
-    found = [[m.entry.id for m in await rstore.search("s1", query, k=3)] for _ in range(4)]
-    assert len(found[0]) == 3
-    assert all(int(eid[1:]) % 2 for eid in found[0])  # odd ids are scope s1's
-    assert found[1:] == [found[0]] * 3
+    for query in rng.normal(size=(5, DIM)).astype(np.float32):
+        found = [[m.entry.id for m in await store.search("s1", query, k=3)] for store in (server, batches, rstore)]
+        assert len(found[0]) == 3
+        assert all(int(eid[1:]) % 2 for eid in found[0])  # odd ids are scope s1's
+        assert found[1:] == [found[0]] * 2
+    await server.close()  # the client both share

@@ -8,10 +8,12 @@ application with one model and one system prompt: brute force over 30,000 vector
 takes about 1 ms. Forcing the graph is no answer either: for a scope of 100 entries in an index of 100,000 it takes
 37 ms where brute force takes 0.6 ms.
 
-So the store lets each scope's own timings decide. The first search of a scope runs the server's choice, the
-second forces batches; from then on the faster one (by a moving average of the client-side time) runs, and the
-other is timed again now and then, rarely when it was far slower, so a scope that grows or shrinks finds its way.
-Only servers that accept `HYBRID_POLICY` (RediSearch) get a choice; the others keep their own planner.
+So the store lets each scope's own timings decide. A scope's first search runs the server's choice. While the plan
+in use takes more than a couple of milliseconds (there is little to win below that), the other is tried: forced
+batches on the next search, then the faster of the two (by a moving average of the client-side time) runs, and
+the slower is timed again now and then (rarely when it was far slower), so a scope that grows or shrinks finds
+its way. A small scope, whose brute force is fast, never pays for a forced batch search. Only servers that accept
+`HYBRID_POLICY` (RediSearch) get a choice; the others keep their own planner.
 """
 
 from __future__ import annotations
@@ -32,16 +34,26 @@ class _Timings:
 class PlanChooser:
     """Per scope: whether to force HYBRID_POLICY BATCHES, by which plan has been faster for it.
 
-    explore_every: every so many searches the plan not in use is timed again (far_factor times as rarely when it
-    was at least far_factor times slower). alpha: the weight of a new time in the moving average. At most
-    max_scopes scopes are remembered (least recently searched forgotten first).
+    good_s: a plan averaging no more than this is kept without trying the other. explore_every: otherwise, every
+    so many searches the plan not in use is timed again (far_factor times as rarely when it was at least
+    far_factor times slower). alpha: the weight of a new time in the moving average. At most max_scopes scopes are
+    remembered (least recently searched forgotten first).
     """
 
     def __init__(
-        self, *, explore_every: int = 32, far_factor: float = 8.0, alpha: float = 0.3, max_scopes: int = 4096
+        self,
+        *,
+        good_s: float = 0.002,
+        explore_every: int = 32,
+        far_factor: float = 8.0,
+        alpha: float = 0.3,
+        max_scopes: int = 4096,
     ) -> None:
-        if explore_every < 2 or far_factor < 1 or not 0 < alpha <= 1 or max_scopes < 1:
-            raise ValueError("explore_every >= 2, far_factor >= 1, 0 < alpha <= 1 and max_scopes >= 1 are required")
+        if good_s < 0 or explore_every < 2 or far_factor < 1 or not 0 < alpha <= 1 or max_scopes < 1:
+            raise ValueError(
+                "good_s >= 0, explore_every >= 2, far_factor >= 1, 0 < alpha <= 1 and max_scopes >= 1 are required"
+            )
+        self._good = good_s
         self._explore_every = explore_every
         self._far = far_factor
         self._alpha = alpha
@@ -60,13 +72,15 @@ class PlanChooser:
         t.searches += 1
         if t.server_s is None:
             return False
-        if t.batches_s is None:
-            return True
-        faster_is_batches = t.batches_s < t.server_s
-        best, other = (t.batches_s, t.server_s) if faster_is_batches else (t.server_s, t.batches_s)
-        every = self._explore_every * (int(self._far) if other >= self._far * best else 1)
-        explore = t.searches % every == 0
-        return faster_is_batches != explore
+        in_use_is_batches = t.batches_s is not None and t.batches_s < t.server_s
+        in_use, other = (t.batches_s, t.server_s) if in_use_is_batches else (t.server_s, t.batches_s)
+        assert in_use is not None
+        if in_use <= self._good:
+            return in_use_is_batches
+        if other is None:
+            return True  # the server's plan is slow and batches were never tried
+        every = self._explore_every * (int(self._far) if other >= self._far * in_use else 1)
+        return in_use_is_batches != (t.searches % every == 0)
 
     def record(self, scope: str, batches: bool, seconds: float) -> None:
         """How long a search of scope took with the plan batches() chose."""
