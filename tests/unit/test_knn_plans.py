@@ -120,3 +120,16 @@ async def test_the_store_uses_only_the_knn_attributes_the_server_accepts(
     assert all(("HYBRID_POLICY" in q) <= ("HYBRID_POLICY" in used) for q in server.queries)
     assert all(("EF_RUNTIME" in q) == ("EF_RUNTIME" in used) for q in server.queries)
     assert any("HYBRID_POLICY" in q for q in server.queries) == ("HYBRID_POLICY" in used)
+
+
+@pytest.mark.anyio
+async def test_a_server_that_later_refuses_the_attributes_is_searched_without_them() -> None:
+    server = _Server("EF_RUNTIME", "HYBRID_POLICY")
+    store = RedisStore(server, prefix="p:", embedder_id="e", dim=4)  # type: ignore[arg-type]
+    await store.ensure_index()
+    server.known = ()  # swapped for a server without them
+    assert await store.search("s", np.ones(4, dtype=np.float32), 3) == []
+    assert store.query_attributes == ()
+    server.queries.clear()
+    await store.search("s", np.ones(4, dtype=np.float32), 3)
+    assert server.queries == ["(@scope:{s})=>[KNN 3 @vec $v AS dist]"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -32,6 +33,8 @@ from semcache.core.calibration import FEEDBACK_LOG_LIMIT, VERDICTS_TTL_S
 from semcache.core.errors import StoreError
 from semcache.core.models import JSON, Entry, Match, Usage
 from semcache.core.ports import Vector
+
+log = logging.getLogger("semcache")
 
 SCHEMA_VERSION = "3"
 EF_RUNTIME = 50
@@ -233,10 +236,17 @@ class RedisStore:
                 if self._plans is not None:
                     self._plans.record(scope, batches, time.perf_counter() - started)
             except ResponseError as exc:
-                if not _is_missing_index(exc):
+                if _is_missing_index(exc):
+                    # The server restarted empty or the index was dropped: recreate it, then ask again.
+                    await self._create_index()
+                elif attributes:
+                    # It took these attributes when asked at start, and now refuses them (a server swapped under
+                    # us, say): go without them from now on rather than fail every lookup.
+                    log.warning("FT.SEARCH refused%s (%s): searching without them", attributes, exc)
+                    self._ef, self._plans, self._force_batches = "", None, False
+                    query = f"(@scope:{{{scope}}})=>[KNN {k} @vec $v AS dist]"
+                else:
                     raise
-                # The server restarted empty or the index was dropped: recreate it, then ask again.
-                await self._create_index()
                 reply = await self._client.execute_command("FT.SEARCH", self.index_name, query, *args)  # type: ignore[no-untyped-call]
             hits = _parse_knn(reply)
             if not hits:
