@@ -211,14 +211,14 @@ async def test_ensure_index_accepts_its_own_index(rstore: RedisStore) -> None:
 async def test_both_knn_plans_find_the_same_nearest_entries(
     rstore: RedisStore, redis_url: str, key_prefix: str
 ) -> None:
-    assert rstore.query_attributes == ("EF_RUNTIME", "HYBRID_POLICY")  # Redis Stack accepts both
+    assert rstore.query_options == ("EF_RUNTIME", "HYBRID_POLICY", "RETURN")  # Redis Stack accepts all
     client = redis_store.connect(redis_url, timeout_s=2, connect_timeout_s=2)
     batches = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM, knn_plan="batches")
     server = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM, knn_plan="server")
     for store in (batches, server):
         await store.ensure_index()
-    assert batches.query_attributes == ("EF_RUNTIME", "HYBRID_POLICY")
-    assert server.query_attributes == ("EF_RUNTIME",)
+    assert batches.query_options == ("EF_RUNTIME", "HYBRID_POLICY", "RETURN")
+    assert server.query_options == ("EF_RUNTIME", "RETURN")
     rng = np.random.default_rng(3)
     for i in range(40):
         await rstore.put(entry(f"e{i}", scope="s1" if i % 2 else "s2"), rng.normal(size=DIM).astype(np.float32), 100)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -81,39 +82,68 @@ def test_rejects_settings_that_make_no_sense(kwargs: dict[str, float]) -> None:
 
 
 class _Server:
-    """Answers FT.SEARCH like a server that knows only the KNN attributes it is given."""
+    """Answers FT.SEARCH (and HMGET) like a server that knows only the query options it is given, holding at most
+    one entry; omits_unindexed: it accepts RETURN of unindexed fields but leaves them out of the reply."""
 
-    def __init__(self, *known: str) -> None:
+    def __init__(self, *known: str, omits_unindexed: bool = False) -> None:
         self.known = known
+        self.omits_unindexed = omits_unindexed
+        self.entry: tuple[str, dict[bytes, bytes]] | None = None
         self.queries: list[str] = []
+        self.reads = 0
 
     async def execute_command(self, *args: object) -> list[object]:
         query = str(args[2])
         self.queries.append(query)
-        for attribute in ("EF_RUNTIME", "HYBRID_POLICY"):
-            if attribute in query and attribute not in self.known:
+        returned = [str(a) for a in args[args.index("RETURN") + 2 : args.index("LIMIT")]] if "RETURN" in args else []
+        for option in ("EF_RUNTIME", "HYBRID_POLICY"):
+            if option in query and option not in self.known:
                 raise ResponseError("Invalid option")
+        if len(returned) > 1 and "RETURN" not in self.known:
+            raise ResponseError("Unknown field")
         if "KNN" in query and "HYBRID_POLICY" not in query:
             await asyncio.sleep(0.005)  # the server's own plan is slow here: the store tries batches if it can
-        return [0]
+        if self.entry is None or "{probe}" in query:
+            return [0]
+        key, fields = self.entry
+        reply: list[bytes] = [b"dist", b"0.1"]
+        for name in returned[1:]:
+            if name == "vec" or not self.omits_unindexed:
+                reply += [name.encode(), fields[name.encode()]]
+        return [1, key.encode(), reply]
+
+    async def hmget(self, key: str, names: tuple[str, ...]) -> list[bytes | None]:
+        self.reads += 1
+        assert self.entry is not None
+        return [self.entry[1].get(n.encode()) for n in names]
+
+
+def stored(store: RedisStore, server: _Server) -> None:
+    """One live entry "a" of scope "s" on the server."""
+    fields = {b"v": b"3", b"scope": b"s", b"query": b"q", b"response": b"r", b"model": b"m", b"usage": b"[1, 2]",
+              b"created_at": b"1.0", b"tenant": b"", b"expires_at": str(time.time() + 100).encode(),
+              b"vec": np.ones(4, dtype=np.float32).tobytes()}  # fmt: skip
+    server.entry = (store.key("a"), fields)
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("known", "used"),
     [
+        (("EF_RUNTIME", "HYBRID_POLICY", "RETURN"), ("EF_RUNTIME", "HYBRID_POLICY", "RETURN")),
         (("EF_RUNTIME", "HYBRID_POLICY"), ("EF_RUNTIME", "HYBRID_POLICY")),
         (("EF_RUNTIME",), ("EF_RUNTIME",)),
+        (("RETURN",), ("RETURN",)),
         ((), ()),
     ],
 )
-async def test_the_store_uses_only_the_knn_attributes_the_server_accepts(
+async def test_the_store_uses_only_the_query_options_the_server_accepts(
     known: tuple[str, ...], used: tuple[str, ...]
 ) -> None:
     server = _Server(*known)
     store = RedisStore(server, prefix="p:", embedder_id="e", dim=4)  # type: ignore[arg-type]
-    await store.ensure_index()  # creates the index, then asks which attributes the server takes
-    assert store.query_attributes == used
+    await store.ensure_index()  # creates the index, then asks which options the server takes
+    assert store.query_options == used
     server.queries.clear()
     for _ in range(3):
         await store.search("s", np.ones(4, dtype=np.float32), 3)
@@ -123,13 +153,36 @@ async def test_the_store_uses_only_the_knn_attributes_the_server_accepts(
 
 
 @pytest.mark.anyio
-async def test_a_server_that_later_refuses_the_attributes_is_searched_without_them() -> None:
-    server = _Server("EF_RUNTIME", "HYBRID_POLICY")
+async def test_a_server_that_later_refuses_the_options_is_searched_without_them() -> None:
+    server = _Server("EF_RUNTIME", "HYBRID_POLICY", "RETURN")
     store = RedisStore(server, prefix="p:", embedder_id="e", dim=4)  # type: ignore[arg-type]
     await store.ensure_index()
     server.known = ()  # swapped for a server without them
     assert await store.search("s", np.ones(4, dtype=np.float32), 3) == []
-    assert store.query_attributes == ()
+    assert store.query_options == ()
     server.queries.clear()
     await store.search("s", np.ones(4, dtype=np.float32), 3)
     assert server.queries == ["(@scope:{s})=>[KNN 3 @vec $v AS dist]"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("known", "omits_unindexed", "reads"),
+    [
+        (("RETURN",), False, 0),  # the candidates come whole with the KNN reply
+        (("RETURN",), True, 1),  # accepted, but the texts left out: read with HMGET
+        ((), False, 1),  # not accepted: read with HMGET
+    ],
+)
+async def test_candidates_are_read_once_however_the_server_returns_them(
+    known: tuple[str, ...], omits_unindexed: bool, reads: int
+) -> None:
+    server = _Server(*known, omits_unindexed=omits_unindexed)
+    store = RedisStore(server, prefix="p:", embedder_id="e", dim=4)  # type: ignore[arg-type]
+    await store.ensure_index()
+    stored(store, server)
+    [match] = await store.search("s", np.ones(4, dtype=np.float32), 3)
+    assert (match.entry.id, match.entry.query, match.entry.response) == ("a", "q", "r")
+    assert match.similarity == pytest.approx(0.9)
+    assert match.vector is not None
+    assert server.reads == reads

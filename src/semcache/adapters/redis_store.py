@@ -48,6 +48,9 @@ class IndexMismatch(StoreError):
 
 
 _FIELDS = ("v", "scope", "query", "response", "model", "usage", "created_at", "tenant", "expires_at")
+_FIELD_KEYS = tuple(f.encode() for f in _FIELDS)
+_RETURNED = (str(2 + len(_FIELDS)), "dist", *_FIELDS, "vec")
+"""FT.SEARCH's RETURN clause that brings each candidate whole: distance, fields, vector."""
 
 
 def connect(url: str, *, timeout_s: float, connect_timeout_s: float, max_connections: int = 64) -> Redis:
@@ -107,6 +110,7 @@ class RedisStore:
         self._ef = ""  # " EF_RUNTIME n" once the server has accepted it
         self._plans: PlanChooser | None = None  # once the server has accepted HYBRID_POLICY (auto)
         self._force_batches = False  # once the server has accepted HYBRID_POLICY (batches)
+        self._inline = False  # once the server has accepted RETURN of the entries' (unindexed) fields
 
     def refuse(self, reason: str) -> None:
         """Turn the cache off for good (until restart): every operation fails with reason, so requests bypass it."""
@@ -139,8 +143,18 @@ class RedisStore:
         return created
 
     async def _probe_query_attributes(self) -> None:
-        """Which optional KNN attributes the server accepts: a query each, on a scope nothing is stored in."""
+        """Which optional query features the server accepts (KNN attributes, RETURN of unindexed fields): a query
+        each, on a scope nothing is stored in."""
         blob = np.eye(1, self._dim, dtype=np.float32).tobytes()
+        async with _translated("FT.SEARCH"):
+            try:
+                await self._client.execute_command(  # type: ignore[no-untyped-call]
+                    "FT.SEARCH", self.index_name, "(@scope:{probe})=>[KNN 1 @vec $v AS dist]", "PARAMS", "2", "v",
+                    blob, "RETURN", *_RETURNED, "LIMIT", "0", "1", "DIALECT", "2",
+                )  # fmt: skip
+                self._inline = True
+            except ResponseError:
+                self._inline = False
         accepted = []
         ef = f" EF_RUNTIME {self._ef_runtime}"
         for attributes in (ef, f" HYBRID_POLICY BATCHES{ef}"):
@@ -159,10 +173,15 @@ class RedisStore:
         self._force_batches = hybrid and self._knn_plan == "batches"
 
     @property
-    def query_attributes(self) -> tuple[str, ...]:
-        """The optional KNN attributes in use: EF_RUNTIME, HYBRID_POLICY (what the server accepted)."""
+    def query_options(self) -> tuple[str, ...]:
+        """The optional query features in use (what the server accepted): EF_RUNTIME and HYBRID_POLICY in the KNN
+        clause, RETURN of the entries' fields (the candidates then come with the KNN reply: no second read)."""
         hybrid = self._plans is not None or self._force_batches
-        return (*(("EF_RUNTIME",) if self._ef else ()), *(("HYBRID_POLICY",) if hybrid else ()))
+        return (
+            *(("EF_RUNTIME",) if self._ef else ()),
+            *(("HYBRID_POLICY",) if hybrid else ()),
+            *(("RETURN",) if self._inline else ()),
+        )
 
     async def _check_index(self) -> None:
         async with _translated("FT.INFO"):
@@ -228,7 +247,8 @@ class RedisStore:
         batches = self._force_batches or (self._plans is not None and self._plans.batches(scope))
         attributes = (" HYBRID_POLICY BATCHES" if batches else "") + self._ef
         query = f"(@scope:{{{scope}}})=>[KNN {k} @vec $v{attributes} AS dist]"
-        args = ("PARAMS", "2", "v", blob, "RETURN", "1", "dist", "LIMIT", "0", str(k), "DIALECT", "2")
+        returned = _RETURNED if self._inline else ("1", "dist")
+        args = ("PARAMS", "2", "v", blob, "RETURN", *returned, "LIMIT", "0", str(k), "DIALECT", "2")
         async with _translated("FT.SEARCH"):
             try:
                 started = time.perf_counter()
@@ -239,22 +259,29 @@ class RedisStore:
                 if _is_missing_index(exc):
                     # The server restarted empty or the index was dropped: recreate it, then ask again.
                     await self._create_index()
-                elif attributes:
-                    # It took these attributes when asked at start, and now refuses them (a server swapped under
-                    # us, say): go without them from now on rather than fail every lookup.
-                    log.warning("FT.SEARCH refused%s (%s): searching without them", attributes, exc)
-                    self._ef, self._plans, self._force_batches = "", None, False
+                elif attributes or self._inline:
+                    # It took these options when asked at start, and now refuses them (a server swapped under us,
+                    # say): go without them from now on rather than fail every lookup.
+                    log.warning("FT.SEARCH refused %s (%s): searching without them", self.query_options, exc)
+                    self._ef, self._plans, self._force_batches, self._inline = "", None, False, False
                     query = f"(@scope:{{{scope}}})=>[KNN {k} @vec $v AS dist]"
+                    args = ("PARAMS", "2", "v", blob, "RETURN", "1", "dist", "LIMIT", "0", str(k), "DIALECT", "2")
                 else:
                     raise
                 reply = await self._client.execute_command("FT.SEARCH", self.index_name, query, *args)  # type: ignore[no-untyped-call]
             hits = _parse_knn(reply)
             if not hits:
                 return []
-            read = await self._read([key for key, _ in hits], with_vector=True)
+            now = time.time()
+            read = {key: self._decode(key, [values.get(f) for f in _FIELD_KEYS], values.get(b"vec"), now)
+                    for key, _, values in hits if b"v" in values}  # fmt: skip
+            # Read the rest, if any (no RETURN, or a server that left the unindexed fields out), with HMGET.
+            unread = [key for key, _, _ in hits if key not in read]
+            if unread:
+                read.update(zip(unread, await self._read(unread, with_vector=True), strict=True))
         matches = [
             Match(entry, 1.0 - distance, vec)
-            for (entry, vec), (_, distance) in zip(read, hits, strict=True)
+            for (entry, vec), (_, distance, _) in zip((read[key] for key, _, _ in hits), hits, strict=True)
             if entry is not None and entry.scope == scope
         ]
         matches.sort(key=lambda m: m.similarity, reverse=True)
@@ -272,14 +299,18 @@ class RedisStore:
             for key in keys:
                 pipe.hmget(key, fields)
             replies = await pipe.execute()
-        out: list[tuple[Entry | None, Vector | None]] = []
         now = time.time()
-        for key, values in zip(keys, replies, strict=True):
-            blob = values[-1] if with_vector else None
-            entry = _entry(key, values[: len(_FIELDS)], now)
-            vector = np.frombuffer(blob, dtype=np.float32) if blob and len(blob) == 4 * self._dim else None
-            out.append((entry, vector))
-        return out
+        return [
+            self._decode(key, values[: len(_FIELDS)], values[-1] if with_vector else None, now)
+            for key, values in zip(keys, replies, strict=True)
+        ]
+
+    def _decode(
+        self, key: str, fields: list[bytes | None], blob: bytes | None, now: float
+    ) -> tuple[Entry | None, Vector | None]:
+        """An entry from its _FIELDS' values (None unless all are there and it is live), and its vector."""
+        vector = np.frombuffer(blob, dtype=np.float32) if blob and len(blob) == 4 * self._dim else None
+        return _entry(key, fields, now), vector
 
     async def put(self, entry: Entry, vector: Vector, ttl_seconds: int) -> None:
         """Store entry atomically, replacing any entry with its id; it expires after ttl_seconds."""
@@ -411,14 +442,15 @@ def _is_missing_index(exc: ResponseError) -> bool:
     return "index" in message and ("no such" in message or "unknown" in message or "not found" in message)
 
 
-def _parse_knn(reply: list[object]) -> list[tuple[str, float]]:
+def _parse_knn(reply: list[object]) -> list[tuple[str, float, dict[bytes, bytes]]]:
+    """(key, distance, the other returned fields) per hit of a KNN reply."""
     hits = []
     for i in range(1, len(reply) - 1, 2):
         key, fields = reply[i], reply[i + 1]
         if not isinstance(key, bytes) or not isinstance(fields, list):
             raise StoreError(f"unexpected FT.SEARCH reply: {reply!r:.200}")
         values = dict(zip(fields[::2], fields[1::2], strict=True))
-        hits.append((key.decode(), float(values[b"dist"])))
+        hits.append((key.decode(), float(values[b"dist"]), values))
     return hits
 
 
