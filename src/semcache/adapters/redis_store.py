@@ -2,11 +2,14 @@
 
 Only the portable subset of FT.* is used: HASH documents with a TAG (scope digest) and a VECTOR (HNSW, FLOAT32,
 COSINE) field; `(@scope:{..})=>[KNN k @vec $v AS dist]` with PARAMS, RETURN of the score, LIMIT and DIALECT 2.
-Two query attributes are used where the server accepts them, asked once when the index is ensured: `EF_RUNTIME`
-(a wider HNSW search: more of the true nearest entries found) and RediSearch's `HYBRID_POLICY BATCHES`, forced
-for the scopes where it has been faster (semcache.adapters.knn_plans). Texts live in unindexed hash fields read
-with HMGET. Keys and the index carry a tag derived from the embedder's id, so vectors of different embedders never
-share an index.
+Texts live in unindexed hash fields read with HMGET. Keys and the index carry a tag derived from the embedder's id,
+so vectors of different embedders never share an index.
+
+Three options beyond that subset are used where the server accepts them, asked once when the index is ensured:
+`EF_RUNTIME` (a wider HNSW search: more of the true nearest entries found), RediSearch's `HYBRID_POLICY BATCHES`,
+forced for the scopes where it has been faster (semcache.adapters.knn_plans), and RETURN of the unindexed fields,
+which brings the candidates with the KNN reply instead of a second round trip (a server that accepts it but
+leaves them out is read with HMGET all the same).
 
 One entry is one hash, written with DEL + HSET + EXPIRE in one MULTI/EXEC: a reader sees all of it or none.
 """
