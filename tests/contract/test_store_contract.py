@@ -212,6 +212,7 @@ async def test_both_knn_plans_find_the_same_nearest_entries(
     rstore: RedisStore, redis_url: str, key_prefix: str
 ) -> None:
     assert rstore.query_options == ("EF_RUNTIME", "HYBRID_POLICY", "RETURN")  # Redis Stack accepts all
+    assert (await rstore.ping())["query_options"] == ["EF_RUNTIME", "HYBRID_POLICY", "RETURN"]  # in the health check
     client = redis_store.connect(redis_url, timeout_s=2, connect_timeout_s=2)
     batches = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM, knn_plan="batches")
     server = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM, knn_plan="server")

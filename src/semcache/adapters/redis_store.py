@@ -369,7 +369,7 @@ class RedisStore:
         return removed
 
     async def ping(self) -> dict[str, object]:
-        """Reachability and entry count, for the health check."""
+        """Reachability, entry count and the optional query features in use, for the health check."""
         self._check_refused()
         async with _translated("PING"):
             await self._client.ping()
@@ -380,6 +380,7 @@ class RedisStore:
             "backend": "redis",
             "index": self.index_name,
             "entries": int(docs) if docs is not None else None,
+            "query_options": list(self.query_options),
         }
 
     async def record_verdict(
