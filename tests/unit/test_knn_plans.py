@@ -91,6 +91,7 @@ class _Server:
         self.entry: tuple[str, dict[bytes, bytes]] | None = None
         self.queries: list[str] = []
         self.reads = 0
+        self.pipelines = 0
 
     async def execute_command(self, *args: object) -> list[object]:
         query = str(args[2])
@@ -112,10 +113,36 @@ class _Server:
                 reply += [name.encode(), fields[name.encode()]]
         return [1, key.encode(), reply]
 
+    def pipeline(self, transaction: bool = True) -> _Pipeline:
+        self.pipelines += 1
+        return _Pipeline(self)
+
     async def hmget(self, key: str, names: tuple[str, ...]) -> list[bytes | None]:
         self.reads += 1
         assert self.entry is not None
         return [self.entry[1].get(n.encode()) for n in names]
+
+
+class _Pipeline:
+    """redis-py's pipeline, as far as the store's probe uses it."""
+
+    def __init__(self, server: _Server) -> None:
+        self.server = server
+        self.commands: list[tuple[object, ...]] = []
+
+    def execute_command(self, *args: object) -> None:
+        self.commands.append(args)
+
+    async def execute(self, raise_on_error: bool = True) -> list[object]:
+        replies: list[object] = []
+        for args in self.commands:
+            try:
+                replies.append(await self.server.execute_command(*args))
+            except ResponseError as exc:
+                if raise_on_error:
+                    raise
+                replies.append(exc)
+        return replies
 
 
 def stored(store: RedisStore, server: _Server) -> None:
@@ -144,6 +171,7 @@ async def test_the_store_uses_only_the_query_options_the_server_accepts(
     store = RedisStore(server, prefix="p:", embedder_id="e", dim=4)  # type: ignore[arg-type]
     await store.ensure_index()  # creates the index, then asks which options the server takes
     assert store.query_options == used
+    assert server.pipelines == 1  # all three asked in one round trip
     server.queries.clear()
     for _ in range(3):
         await store.search("s", np.ones(4, dtype=np.float32), 3)

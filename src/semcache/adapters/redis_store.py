@@ -141,37 +141,35 @@ class RedisStore:
         created = await self._create_index()
         if not created:
             await self._check_index()
-        await self._probe_query_attributes()
+        await self._probe_query_options()
         self._index_ready = True
         return created
 
-    async def _probe_query_attributes(self) -> None:
+    async def _probe_query_options(self) -> None:
         """Which optional query features the server accepts (KNN attributes, RETURN of unindexed fields): a query
-        each, on a scope nothing is stored in."""
+        each, on a scope nothing is stored in, all in one round trip (it is part of a Lambda's init)."""
         blob = np.eye(1, self._dim, dtype=np.float32).tobytes()
-        async with _translated("FT.SEARCH"):
-            try:
-                await self._client.execute_command(  # type: ignore[no-untyped-call]
-                    "FT.SEARCH", self.index_name, "(@scope:{probe})=>[KNN 1 @vec $v AS dist]", "PARAMS", "2", "v",
-                    blob, "RETURN", *_RETURNED, "LIMIT", "0", "1", "DIALECT", "2",
-                )  # fmt: skip
-                self._inline = True
-            except ResponseError:
-                self._inline = False
-        accepted = []
         ef = f" EF_RUNTIME {self._ef_runtime}"
-        for attributes in (ef, f" HYBRID_POLICY BATCHES{ef}"):
-            query = f"(@scope:{{probe}})=>[KNN 1 @vec $v{attributes} AS dist]"
-            async with _translated("FT.SEARCH"):
-                try:
-                    await self._client.execute_command(  # type: ignore[no-untyped-call]
-                        "FT.SEARCH", self.index_name, query, "PARAMS", "2", "v", blob, "LIMIT", "0", "1", "DIALECT", "2"
-                    )
-                except ResponseError:
-                    break  # not this one, nor (it builds on it) the next
-            accepted.append(attributes)
-        self._ef = ef if accepted else ""
-        hybrid = len(accepted) == 2
+        probes = [
+            ("", ("RETURN", *_RETURNED)),
+            (ef, ()),
+            (f" HYBRID_POLICY BATCHES{ef}", ()),
+        ]
+        pipe = self._client.pipeline(transaction=False)
+        for attributes, returned in probes:
+            pipe.execute_command(
+                "FT.SEARCH", self.index_name, f"(@scope:{{probe}})=>[KNN 1 @vec $v{attributes} AS dist]", "PARAMS",
+                "2", "v", blob, *returned, "LIMIT", "0", "1", "DIALECT", "2",
+            )  # fmt: skip
+        async with _translated("FT.SEARCH"):
+            replies = await pipe.execute(raise_on_error=False)
+            for reply in replies:
+                if isinstance(reply, Exception) and not isinstance(reply, ResponseError):
+                    raise reply  # not a refusal: the server is not answering as it should
+        inline, ef_ok, hybrid_ok = (not isinstance(reply, ResponseError) for reply in replies)
+        self._inline = inline
+        self._ef = ef if ef_ok else ""
+        hybrid = ef_ok and hybrid_ok
         self._plans = PlanChooser() if hybrid and self._knn_plan == "auto" else None
         self._force_batches = hybrid and self._knn_plan == "batches"
 
