@@ -11,6 +11,7 @@ from redis.exceptions import ResponseError
 
 from semcache.adapters.knn_plans import PlanChooser
 from semcache.adapters.redis_store import RedisStore
+from semcache.core.errors import StoreError
 
 
 def run(chooser: PlanChooser, scope: str, searches: int, server_s: float, batches_s: float) -> list[bool]:
@@ -92,10 +93,13 @@ class _Server:
         self.queries: list[str] = []
         self.reads = 0
         self.pipelines = 0
+        self.timeout = False
 
     async def execute_command(self, *args: object) -> list[object]:
         query = str(args[2])
         self.queries.append(query)
+        if self.timeout:
+            raise ResponseError("Timeout limit was reached")
         returned = [str(a) for a in args[args.index("RETURN") + 2 : args.index("LIMIT")]] if "RETURN" in args else []
         for option in ("EF_RUNTIME", "HYBRID_POLICY"):
             if option in query and option not in self.known:
@@ -214,3 +218,14 @@ async def test_candidates_are_read_once_however_the_server_returns_them(
     assert match.similarity == pytest.approx(0.9)
     assert match.vector is not None
     assert server.reads == reads
+
+
+@pytest.mark.anyio
+async def test_a_query_that_times_out_keeps_the_options() -> None:
+    server = _Server("EF_RUNTIME", "HYBRID_POLICY", "RETURN")
+    store = RedisStore(server, prefix="p:", embedder_id="e", dim=4)  # type: ignore[arg-type]
+    await store.ensure_index()
+    server.timeout = True  # a slow query, not a refusal
+    with pytest.raises(StoreError, match="Timeout"):
+        await store.search("s", np.ones(4, dtype=np.float32), 3)
+    assert store.query_options == ("EF_RUNTIME", "HYBRID_POLICY", "RETURN")
