@@ -103,10 +103,12 @@ def test_verdicts_calibrate_only_their_tenants_threshold(keyed_api: ApiServer) -
         first = verdict(wrong=True)
         assert first["removed"] is True
         assert first["confidence"] == pytest.approx(hit["confidence"], abs=1e-4)
-        assert first["threshold"] < hit["confidence"], "one wrong mark moves nothing"
+        assert first["threshold"] < first["confidence"], "one wrong mark moves nothing"
         verdict(wrong=True)
         third = verdict(wrong=True)
-        assert third["threshold"] > hit["confidence"], "three do"
+        # Compared with the verdict's own confidence: the hit's is rounded to 4 places, and one just under a bucket
+        # edge (0.98997, say) shows as the edge itself (0.99), which is where the threshold then rises to.
+        assert third["threshold"] > third["confidence"], "three do"
 
         assert ask(acme, stored).headers["x-semcache"] == "miss", "stored again after the wrong verdict"
         missed = ask(acme, paraphrase)
