@@ -3,10 +3,10 @@
     python bench/knn.py [--iterations 100]          (make bench-full; make bench runs it with --quick, a tenth of the
                                                     sizes below)
 
-The real RedisStore.search (KNN, then the candidates' fields in one pipelined read) on the bundled Redis Stack,
-in three ways that take turns on every query: the server's own plan ("server", what semcache did before), forced
-HYBRID_POLICY BATCHES ("batches"), and the per-scope choice by measured time that semcache ships ("auto"; see
-semcache.adapters.knn_plans). Layouts:
+The real RedisStore.search (the KNN query, with the candidates' fields where the server returns them) on the
+bundled Redis Stack, in three ways that take turns on every query, in every order in turn: the server's own plan
+("server", what semcache did before), forced HYBRID_POLICY BATCHES ("batches"), and the per-scope choice by
+measured time that semcache ships ("auto"; see semcache.adapters.knn_plans). Layouts:
 
 - recall: 30,000 qqp/train questions (embedded by the shipped model, cached under .local/eval) in one scope;
   queries are the questions Quora paired with some of them. Also reports how often the true nearest entry
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import sys
 import time
@@ -71,13 +72,14 @@ async def time_scope(
     contestants: list[RedisStore], labels: list[str], scope: str, queries: np.ndarray, iterations: int
 ) -> tuple[dict[str, float], dict[str, list[list[str]]]]:
     """p50 ms per contestant (taking turns on each query) and the ids each found."""
+    orders = list(itertools.permutations(range(len(contestants))))
     times: dict[str, list[float]] = {label: [] for label in labels}
     found: dict[str, list[list[str]]] = {label: [] for label in labels}
     for i in range(iterations):
         q = queries[i % len(queries)]
-        turn = i % len(contestants)  # each goes first in turn: none always follows the same one
-        order = list(zip(contestants, labels, strict=True))
-        for store, label in order[turn:] + order[:turn]:
+        # Every order in turn: each follows each other equally often (a slow plan's query slows the next one).
+        pairs = list(zip(contestants, labels, strict=True))
+        for store, label in (pairs[j] for j in orders[i % len(orders)]):
             started = time.perf_counter()
             matches = await store.search(scope, q, 3)
             times[label].append((time.perf_counter() - started) * 1e3)
