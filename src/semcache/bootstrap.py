@@ -93,7 +93,14 @@ def build_store(settings: Settings, embedder: OnnxEmbedder) -> RedisStore:
         connect_timeout_s=settings.redis_connect_timeout_s,
         max_connections=settings.redis_max_connections,
     )
-    return RedisStore(redis, prefix=settings.key_prefix, embedder_id=embedder.id, dim=embedder.dim)
+    return RedisStore(
+        redis,
+        prefix=settings.key_prefix,
+        embedder_id=embedder.id,
+        dim=embedder.dim,
+        ef_runtime=settings.knn_ef_runtime,
+        knn_plan=settings.knn_plan,
+    )
 
 
 def build_policy(settings: Settings) -> Policy:

@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(0.25, gt=0, le=5, description="budget of one Redis round trip")
     redis_connect_timeout_s: float = Field(1.0, gt=0, le=10, description="budget to open a Redis connection")
     redis_max_connections: int = Field(64, ge=1, le=10_000, description="Redis connections per process")
+    knn_ef_runtime: int = Field(
+        50, ge=1, le=4096, description="HNSW search width of a lookup (EF_RUNTIME), where the server accepts it"
+    )
+    knn_plan: Literal["auto", "server", "batches"] = Field(
+        "auto",
+        description="scope-filtered KNN plan on RediSearch: auto (the faster per scope, measured), server (its own "
+        "estimate) or batches (always walk the graph)",
+    )
 
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SEMCACHE_OPENAI_API_KEY", "OPENAI_API_KEY")

@@ -229,3 +229,24 @@ async def test_both_knn_plans_find_the_same_nearest_entries(
         assert all(int(eid[1:]) % 2 for eid in found[0])  # odd ids are scope s1's
         assert found[1:] == [found[0]] * 2
     await server.close()  # the client both share
+
+
+async def test_the_knn_settings_reach_the_store(redis_url: str, key_prefix: str) -> None:
+    from types import SimpleNamespace
+
+    from pydantic import ValidationError
+
+    from semcache.bootstrap import build_store
+    from semcache.settings import Settings
+
+    settings = Settings(redis_url=redis_url, key_prefix=key_prefix, knn_plan="server", knn_ef_runtime=7)
+    store = build_store(settings, SimpleNamespace(id="test-embedder", dim=DIM))  # type: ignore[arg-type]
+    await store.ensure_index()
+    assert store.query_options == ("EF_RUNTIME", "RETURN")  # the server's own plan: HYBRID_POLICY never forced
+    assert store._ef_runtime == 7
+    await store.client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
+    await store.close()
+    with pytest.raises(ValidationError, match="knn_ef_runtime"):
+        Settings(knn_ef_runtime=0)
+    with pytest.raises(ValidationError, match="knn_plan"):
+        Settings(knn_plan="fastest")  # type: ignore[arg-type]
