@@ -150,17 +150,10 @@ class RedisStore:
         each, on a scope nothing is stored in, all in one round trip (it is part of a Lambda's init)."""
         blob = np.eye(1, self._dim, dtype=np.float32).tobytes()
         ef = f" EF_RUNTIME {self._ef_runtime}"
-        probes = [
-            ("", ("RETURN", *_RETURNED)),
-            (ef, ()),
-            (f" HYBRID_POLICY BATCHES{ef}", ()),
-        ]
         pipe = self._client.pipeline(transaction=False)
-        for attributes, returned in probes:
-            pipe.execute_command(
-                "FT.SEARCH", self.index_name, f"(@scope:{{probe}})=>[KNN 1 @vec $v{attributes} AS dist]", "PARAMS",
-                "2", "v", blob, *returned, "LIMIT", "0", "1", "DIALECT", "2",
-            )  # fmt: skip
+        pipe.execute_command(*_knn_command(self.index_name, "probe", 1, blob, whole=True))
+        pipe.execute_command(*_knn_command(self.index_name, "probe", 1, blob, ef))
+        pipe.execute_command(*_knn_command(self.index_name, "probe", 1, blob, f" HYBRID_POLICY BATCHES{ef}"))
         async with _translated("FT.SEARCH"):
             replies = await pipe.execute(raise_on_error=False)
             for reply in replies:
@@ -247,13 +240,11 @@ class RedisStore:
         blob = np.asarray(vector, dtype=np.float32).tobytes()
         batches = self._force_batches or (self._plans is not None and self._plans.batches(scope))
         attributes = (" HYBRID_POLICY BATCHES" if batches else "") + self._ef
-        query = f"(@scope:{{{scope}}})=>[KNN {k} @vec $v{attributes} AS dist]"
-        returned = _RETURNED if self._inline else ("1", "dist")
-        args = ("PARAMS", "2", "v", blob, "RETURN", *returned, "LIMIT", "0", str(k), "DIALECT", "2")
+        command = _knn_command(self.index_name, scope, k, blob, attributes, whole=self._inline)
         async with _translated("FT.SEARCH"):
             try:
                 started = time.perf_counter()
-                reply = await self._client.execute_command("FT.SEARCH", self.index_name, query, *args)  # type: ignore[no-untyped-call]
+                reply = await self._client.execute_command(*command)  # type: ignore[no-untyped-call]
                 if self._plans is not None:
                     self._plans.record(scope, batches, time.perf_counter() - started)
             except ResponseError as exc:
@@ -265,24 +256,28 @@ class RedisStore:
                     # say): go without them from now on rather than fail every lookup.
                     log.warning("FT.SEARCH refused %s (%s): searching without them", self.query_options, exc)
                     self._ef, self._plans, self._force_batches, self._inline = "", None, False, False
-                    query = f"(@scope:{{{scope}}})=>[KNN {k} @vec $v AS dist]"
-                    args = ("PARAMS", "2", "v", blob, "RETURN", "1", "dist", "LIMIT", "0", str(k), "DIALECT", "2")
+                    command = _knn_command(self.index_name, scope, k, blob)
                 else:
                     raise
-                reply = await self._client.execute_command("FT.SEARCH", self.index_name, query, *args)  # type: ignore[no-untyped-call]
+                reply = await self._client.execute_command(*command)  # type: ignore[no-untyped-call]
             hits = _parse_knn(reply)
-            if not hits:
-                return []
             now = time.time()
-            read = {key: self._decode(key, [values.get(f) for f in _FIELD_KEYS], values.get(b"vec"), now)
-                    for key, _, values in hits if b"v" in values}  # fmt: skip
-            # Read the rest, if any (no RETURN, or a server that left the unindexed fields out), with HMGET.
-            unread = [key for key, _, _ in hits if key not in read]
+            rows: list[tuple[Entry | None, Vector | None]] = []
+            unread: list[int] = []  # no RETURN, or a server that left the unindexed fields out: read with HMGET
+            for key, _, values in hits:
+                if b"v" in values:
+                    rows.append(self._decode(key, [values.get(f) for f in _FIELD_KEYS], values.get(b"vec"), now))
+                else:
+                    unread.append(len(rows))
+                    rows.append((None, None))
             if unread:
-                read.update(zip(unread, await self._read(unread, with_vector=True), strict=True))
+                for i, row in zip(
+                    unread, await self._read([hits[i][0] for i in unread], with_vector=True), strict=True
+                ):
+                    rows[i] = row
         matches = [
             Match(entry, 1.0 - distance, vec)
-            for (entry, vec), (_, distance, _) in zip((read[key] for key, _, _ in hits), hits, strict=True)
+            for (entry, vec), (_, distance, _) in zip(rows, hits, strict=True)
             if entry is not None and entry.scope == scope
         ]
         matches.sort(key=lambda m: m.similarity, reverse=True)
@@ -442,6 +437,18 @@ def _pairs(value: object) -> dict[bytes, object]:
 def _is_missing_index(exc: ResponseError) -> bool:
     message = str(exc).lower()
     return "index" in message and ("no such" in message or "unknown" in message or "not found" in message)
+
+
+def _knn_command(
+    index: str, scope: str, k: int, blob: bytes, attributes: str = "", *, whole: bool = False
+) -> tuple[str | bytes, ...]:
+    """FT.SEARCH for the k entries of scope nearest to the vector blob, with optional KNN attributes; returning the
+    candidates whole (their fields and vector: RETURN of unindexed fields) or only their distance."""
+    returned = _RETURNED if whole else ("1", "dist")
+    return (
+        "FT.SEARCH", index, f"(@scope:{{{scope}}})=>[KNN {k} @vec $v{attributes} AS dist]", "PARAMS", "2", "v", blob,
+        "RETURN", *returned, "LIMIT", "0", str(k), "DIALECT", "2",
+    )  # fmt: skip
 
 
 def _parse_knn(reply: list[object]) -> list[tuple[str, float, dict[bytes, bytes]]]:
