@@ -29,10 +29,9 @@ import uuid
 from typing import Literal
 
 import numpy as np
-from _common import ROOT, bundled_redis, log, save_result
+from _common import ROOT, bundled_redis, drop_store, log, save_result, shipped_embedder
 
 from semcache.adapters import redis_store
-from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.adapters.redis_store import EF_RUNTIME, RedisStore
 from semcache.core.models import Entry, Usage
 
@@ -88,8 +87,7 @@ async def time_scope(
 
 
 async def recall_layout(url: str, n: int, iterations: int) -> dict[str, object]:
-    models = ROOT / ".local" / "models"
-    embedder = OnnxEmbedder(models / "model.onnx", models / "tokenizer.json", name="eval", threads=2)
+    embedder = shipped_embedder()
     pairs = qqp("train")
     vectors = embed_cached(pairs.a[:n] + pairs.b[:iterations], embedder.embed, embedder.id, batch=8)
     stored, queries = vectors[:n], vectors[n:]  # queries: the questions paired with the first stored ones
@@ -139,9 +137,9 @@ async def synthetic_layouts(url: str, iterations: int, scale: float) -> list[dic
 
 
 async def drop(contestants: list[RedisStore]) -> None:
-    first = contestants[0]
-    await first.client.execute_command("FT.DROPINDEX", first.index_name, "DD")  # type: ignore[no-untyped-call]
-    for store in contestants:
+    """Drop the index they share and close them all."""
+    await drop_store(contestants[0])
+    for store in contestants[1:]:
         await store.close()
 
 
