@@ -68,6 +68,18 @@ async def test_put_then_get(backend: tuple[VectorStore, Advance]) -> None:
     assert await store.get("missing") is None
 
 
+async def test_get_with_vector_returns_the_stored_vector(backend: tuple[VectorStore, Advance]) -> None:
+    store, _ = backend
+    await store.put(entry("a"), unit(1, 2, 3), ttl_seconds=100)
+    found = await store.get_with_vector("a")
+    assert found is not None
+    got, vector = found
+    assert got == await store.get("a")
+    assert vector is not None
+    np.testing.assert_array_equal(vector, unit(1, 2, 3))
+    assert await store.get_with_vector("missing") is None
+
+
 async def test_search_is_nearest_first_within_scope_and_k(backend: tuple[VectorStore, Advance]) -> None:
     store, _ = backend
     await store.put(entry("near", response="near"), unit(1, 0.1), 100)

@@ -155,7 +155,11 @@ async def test_wrong_verdicts_on_a_semantic_hit_raise_that_tenants_threshold(ser
     assert hit.cache.confidence is not None
     assert hit.cache.entry_id is not None
 
+    embedder = service.embedder
+    assert isinstance(embedder, BagOfWordsEmbedder)
+    embedded = len(embedder.calls)
     first = await service.feedback(hit.cache.entry_id, wrong=True, tenant="t", query=PARAPHRASE)
+    assert embedder.calls[embedded:] == [PARAPHRASE], "the stored question's vector is read, not computed again"
     assert first.removed
     assert first.confidence == pytest.approx(hit.cache.confidence, abs=1e-5)
     assert first.threshold == 0.5, "one wrong mark is not evidence enough"

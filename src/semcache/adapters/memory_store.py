@@ -40,6 +40,11 @@ class MemoryStore:
         item = self._live(entry_id)
         return None if item is None else self._with_ttl(item[0], item[2])
 
+    async def get_with_vector(self, entry_id: str) -> tuple[Entry, Vector | None] | None:
+        """The entry with this id and its stored vector, or None."""
+        item = self._live(entry_id)
+        return None if item is None else (self._with_ttl(item[0], item[2]), item[1])
+
     async def search(self, scope: str, vector: Vector, k: int) -> list[Match]:
         """Up to k entries of this scope nearest to vector, most similar first."""
         matches = []

@@ -232,6 +232,13 @@ class RedisStore:
             read = await self._read([self.key(entry_id)])
         return read[0][0]
 
+    async def get_with_vector(self, entry_id: str) -> tuple[Entry, Vector | None] | None:
+        """The entry with this id and its stored vector, or None; one HMGET."""
+        self._check_refused()
+        async with _translated("HMGET"):
+            ((entry, vector),) = await self._read([self.key(entry_id)], with_vector=True)
+        return None if entry is None else (entry, vector)
+
     async def search(self, scope: str, vector: Vector, k: int) -> list[Match]:
         """Up to k entries of this scope nearest to vector, most similar first."""
         self._check_refused()

@@ -38,6 +38,10 @@ class VectorStore(Protocol):
         """The entry with this id, or None."""
         ...
 
+    async def get_with_vector(self, entry_id: str) -> tuple[Entry, Vector | None] | None:
+        """The entry with this id and its stored vector (None if the store could not read it), or None."""
+        ...
+
     async def search(self, scope: str, vector: Vector, k: int) -> list[Match]:
         """Up to k entries of this scope nearest to vector, most similar first."""
         ...

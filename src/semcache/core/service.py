@@ -299,19 +299,23 @@ class CacheService:
         """A caller's verdict on a served entry (tenant's own; any tenant's if None).
 
         A wrong entry is removed (the next ask goes to the LLM). Given the question that was asked (`query`) and
-        it differs from the stored one, the verdict is on the matcher too: the pair is scored again, the verdict
-        counted at that confidence for the entry's tenant (whose threshold it may raise; see
-        semcache.core.calibration) and the labelled pair kept in the tenant's feedback log.
+        it differs from the stored one, the verdict is on the matcher too: the pair is scored again as it was
+        when served (the asked question embedded, against the stored vector), the verdict counted at that
+        confidence for the entry's tenant (whose threshold it may raise; see semcache.core.calibration) and the
+        labelled pair kept in the tenant's feedback log.
         """
-        entry = await self._store.get(entry_id)
-        if entry is None or (tenant is not None and entry.tenant != tenant):
+        found = await self._store.get_with_vector(entry_id)
+        if found is None or (tenant is not None and found[0].tenant != tenant):
             return Verdict(removed=False)
+        entry, v = found
         confidence = threshold = None
         verifier = self._policy.verifier
         asked = normalize_text(query) if query is not None else None
         stored = normalize_text(entry.query)
         if verifier is not None and asked is not None and asked != stored:
-            u, v = await asyncio.gather(self._embed(asked), self._embed(stored))
+            u = await self._embed(asked)
+            if v is None:  # a row without its vector (never served semantically, since search needs it)
+                v = await self._embed(stored)
             confidence = verifier.score(asked, stored, u, v)
             example = {"a": entry.query, "b": query, "duplicate": not wrong, "confidence": round(confidence, 4),
                        "matcher": verifier.version, "at": round(self._clock(), 3)}  # fmt: skip
