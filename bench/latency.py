@@ -9,6 +9,9 @@ measured is semcache, not the network or a model. Figures are p50/p99 in millise
 iterations (exact hit, semantic hit, miss overhead and a bare embedding of the same text take turns), so machine
 noise hits all of them alike; ratios are against the bare embedding, the floor of any semantic lookup.
 Index fill: real embeddings of GPTCache's 999 source statements plus synthetic unit vectors up to the size.
+Throughput (semantic hits/s with concurrent callers: micro-batched, unbatched, one model run at a time) is measured
+on GPTCache's paraphrases and on Quora duplicates (qqp/dev, stored in a scope of their own), with the CPU time per
+hit of the model runs, the rest of the process and the Redis server.
 Results: a table on stdout and JSON under bench/results/.
 """
 
@@ -16,13 +19,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import itertools
+import json
 import os
 import statistics
 import time
 import uuid
+from collections.abc import Sequence
+from typing import cast
 
+import numpy as np
+import numpy.typing as npt
 from _common import (
+    DATA,
     InstantLLM,
     ask,
     bench_store,
@@ -38,15 +48,48 @@ from _common import (
 )
 
 from semcache.adapters.onnx_embedder import OnnxEmbedder
+from semcache.adapters.redis_store import RedisStore
 from semcache.core.fingerprint import normalize_text, scope_fingerprint
 from semcache.core.service import CacheService, Policy
 
-_unique = itertools.count()
+_counter = itertools.count()
 
 
-async def _throughput(svc: CacheService, hits: list[dict[str, str]], clients: int, seconds: float) -> float:
-    """Semantic hits per second. Each request is made unique with zero-width spaces (the tokenizer drops them, the
-    exact tier does not), so identical questions are neither exact hits nor coalesced: every one is embedded."""
+class _Metered:
+    """The embedder, counting its model runs, the texts and the CPU time they take (on the calling thread)."""
+
+    def __init__(self, embedder: OnnxEmbedder) -> None:
+        self._embedder = embedder
+        self.id, self.dim = embedder.id, embedder.dim
+        self.runs = self.texts = 0
+        self.cpu_s = 0.0
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        started = time.thread_time()
+        try:
+            return self._embedder.embed(texts)
+        finally:
+            self.cpu_s += time.thread_time() - started
+            self.runs += 1
+            self.texts += len(texts)
+
+
+async def _redis_cpu_s(store: RedisStore) -> float:
+    info = await store.client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def _unique(text: str) -> str:
+    """text made unique by a binary counter in zero-width characters (at most 16 of them): the tokenizer drops them
+    and the exact tier does not, so the same paraphrase is neither an exact hit nor coalesced: every one is
+    embedded and searched, as a new paraphrase would be."""
+    return text + format(next(_counter) % 65536, "b").replace("0", "\u200b").replace("1", "\u200c")
+
+
+async def _throughput(
+    svc: CacheService, hits: list[dict[str, str]], tenant: str, clients: int, seconds: float
+) -> float:
+    """Semantic hits per second (asserted: a request served otherwise fails the run)."""
     done = 0
     deadline = time.perf_counter() + seconds
 
@@ -54,14 +97,72 @@ async def _throughput(svc: CacheService, hits: list[dict[str, str]], clients: in
         nonlocal done
         i = offset
         while time.perf_counter() < deadline:
-            text = hits[i % len(hits)]["similar"] + "\u200b" * (next(_unique) % 997 + 1)
-            await svc.answer(ask(text), tenant="bench")
+            a = await svc.answer(ask(_unique(hits[i % len(hits)]["similar"])), tenant=tenant)
+            assert a.cache.tier == "semantic", a.cache
             done += 1
             i += 1
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(k) for k in range(clients)))
     return done / (time.perf_counter() - started)
+
+
+async def _served_questions(service: CacheService, tenant: str, wanted: int = 40) -> list[dict[str, str]]:
+    """Duplicate pairs of qqp/dev whose first question is stored (tenant's own scope) and whose second the shipped
+    matcher serves from it: the question workload."""
+    with gzip.open(DATA / "qqp" / "dev.jsonl.gz", "rt") as lines:
+        rows = [json.loads(line) for line in lines]
+    pairs = [{"origin": r["a"], "similar": r["b"]} for r in rows if r["duplicate"]][:400]
+    for p in pairs:
+        await service.answer(ask(p["origin"]), tenant=tenant)
+    served = []
+    for p in pairs:
+        if (await service.answer(ask(_unique(p["similar"])), tenant=tenant)).cache.tier == "semantic":
+            served.append(p)
+            if len(served) >= wanted:
+                break
+    return served
+
+
+async def _rates(
+    service: CacheService, policy: Policy, hits: list[dict[str, str]], tenant: str, args: argparse.Namespace
+) -> dict:
+    """Semantic hits/s micro-batched, unbatched (2 runners) and one at a time, in alternating rounds (the machine is
+    shared: interleaving spreads its noise over all three), with where the CPU went per hit (core-milliseconds, so
+    2 cores give 2,000 a second): the model runs (tokenizer, ONNX, pooling, on the runner threads), the rest of this
+    process (event loop, redis-py, verifier, the load itself) and the Redis server. 2 cores over their sum caps the
+    batched rate."""
+    store = cast(RedisStore, service.store)
+    rates: dict[str, list[float]] = {"batched": [], "unbatched": [], "one_at_a_time": []}
+    cpu: dict[str, list[dict[str, float]]] = {label: [] for label in rates}
+    variants = (("batched", args.embed_batch, args.concurrency), ("unbatched", 1, args.concurrency),
+                ("one_at_a_time", 1, 1))  # fmt: skip
+    for _ in range(args.rounds):
+        for label, batch, runs in variants:
+            metered = _Metered(cast(OnnxEmbedder, service.embedder))
+            svc = CacheService(embedder=metered, store=store, llm=InstantLLM(), policy=policy, embed_batch=batch,
+                               embed_concurrency=runs)  # fmt: skip
+            process, server, started = time.process_time(), await _redis_cpu_s(store), time.perf_counter()
+            rate = await _throughput(svc, hits, tenant, args.clients, args.seconds)
+            n = rate * (time.perf_counter() - started)
+            process, server = time.process_time() - process, await _redis_cpu_s(store) - server
+            rates[label].append(rate)
+            cpu[label].append({
+                "embedding": metered.cpu_s / n * 1e3,
+                "rest_of_process": (process - metered.cpu_s) / n * 1e3,
+                "redis": server / n * 1e3,
+                "texts_per_run": metered.texts / max(metered.runs, 1),
+            })  # fmt: skip
+    result: dict[str, object] = {}
+    for label, values in rates.items():
+        result[f"semantic_hits_per_s_{label}"] = round(statistics.median(values), 1)
+        result[f"cpu_ms_per_hit_{label}"] = {
+            k: round(statistics.median(c[k] for c in cpu[label]), 2) for k in cpu[label][0]
+        }
+    batched = statistics.median(rates["batched"])
+    result["batched_over_unbatched"] = round(batched / statistics.median(rates["unbatched"]), 2)
+    result["batched_over_one_at_a_time"] = round(batched / statistics.median(rates["one_at_a_time"]), 2)
+    return result
 
 
 async def run_size(size: int, args: argparse.Namespace, url: str, embedder: OnnxEmbedder, policy: Policy) -> dict:
@@ -113,24 +214,13 @@ async def run_size(size: int, args: argparse.Namespace, url: str, embedder: Onnx
     result["semantic_over_embed_p50"] = round(result["semantic_ms"]["p50"] / result["embed_ms"]["p50"], 3)
     result["exact_over_embed_p50"] = round(result["exact_ms"]["p50"] / result["embed_ms"]["p50"], 3)
 
-    # Throughput of semantic hits with `clients` concurrent callers, with and without micro-batching, in
-    # alternating rounds (the machine is shared: interleaving spreads its noise over both).
-    rates: dict[str, list[float]] = {"batched": [], "unbatched": [], "one_at_a_time": []}
-    variants = (("batched", args.embed_batch, args.concurrency), ("unbatched", 1, args.concurrency),
-                ("one_at_a_time", 1, 1))  # fmt: skip
-    for _ in range(args.rounds):
-        for label, batch, runs in variants:
-            svc = CacheService(embedder=embedder, store=store, llm=llm, policy=policy, embed_batch=batch,
-                               embed_concurrency=runs)  # fmt: skip
-            rates[label].append(await _throughput(svc, hits, args.clients, args.seconds))
-    for label, values in rates.items():
-        result[f"semantic_hits_per_s_{label}"] = round(statistics.median(values), 1)
-    result["batched_over_unbatched"] = round(
-        result["semantic_hits_per_s_batched"] / result["semantic_hits_per_s_unbatched"], 2
-    )
-    result["batched_over_one_at_a_time"] = round(
-        result["semantic_hits_per_s_batched"] / result["semantic_hits_per_s_one_at_a_time"], 2
-    )
+    # Throughput of semantic hits with `clients` concurrent callers, on two kinds of text: these statements (about
+    # 30 word pieces, where the model is compute-bound) and Quora questions (about 15, where reading the weights
+    # dominates a lone run and batching pays most).
+    result.update(await _rates(service, policy, hits, "bench", args))
+    questions = await _served_questions(service, "bench-questions")
+    log(f"{size}: {len(questions)} served Quora paraphrases found")
+    result["questions"] = await _rates(service, policy, questions, "bench-questions", args)
     await drop_store(store)
     return result
 
@@ -176,11 +266,18 @@ def main() -> None:
                 f"{size:>7} entries: embed p50 {r['embed_ms']['p50']:6.2f} ms | exact p50 {r['exact_ms']['p50']:5.2f}"
                 f" p99 {r['exact_ms']['p99']:5.2f} | semantic p50 {r['semantic_ms']['p50']:6.2f} p99"
                 f" {r['semantic_ms']['p99']:6.2f} ({r['semantic_over_embed_p50']}x embed) | miss overhead p50"
-                f" {r['miss_ms']['p50']:6.2f} | {r['memory_per_entry_bytes']} B/entry | semantic hits/s"
-                f" {r['semantic_hits_per_s_batched']} batched, {r['semantic_hits_per_s_unbatched']} unbatched,"
-                f" {r['semantic_hits_per_s_one_at_a_time']} one at a time ({r['batched_over_one_at_a_time']}x)",
+                f" {r['miss_ms']['p50']:6.2f} | {r['memory_per_entry_bytes']} B/entry",
                 flush=True,
             )
+            for workload, w in (("statements", r), ("questions", r["questions"])):
+                print(f"{'':>16}{workload}: semantic hits/s {w['semantic_hits_per_s_batched']} batched,"
+                      f" {w['semantic_hits_per_s_unbatched']} unbatched, {w['semantic_hits_per_s_one_at_a_time']}"
+                      f" one at a time ({w['batched_over_one_at_a_time']}x)", flush=True)  # fmt: skip
+                for label in ("batched", "unbatched", "one_at_a_time"):
+                    c = w[f"cpu_ms_per_hit_{label}"]
+                    print(f"{'':>20}CPU per hit, {label}: embedding {c['embedding']} core-ms"
+                          f" ({c['texts_per_run']} texts a run), rest of this process {c['rest_of_process']},"
+                          f" Redis {c['redis']}", flush=True)  # fmt: skip
         s = asyncio.run(storm(url, embedder, policy, args.storm, args.llm_delay_s))
         report["storm"] = s
         print(f"storm of {args.storm} concurrent misses, LLM {args.llm_delay_s}s: identical {s['identical']}, "
