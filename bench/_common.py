@@ -22,6 +22,7 @@ import redis
 from semcache.adapters import redis_store
 from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.adapters.redis_store import RedisStore
+from semcache.bootstrap import limit_blas_threads
 from semcache.core.fingerprint import entry_id, normalize_text
 from semcache.core.models import Completion, Entry, Message, Prompt, Usage
 from semcache.core.service import Policy
@@ -97,7 +98,9 @@ def shipped_embedder() -> OnnxEmbedder:
 
 
 def shipped_policy() -> Policy:
-    """The matcher the service ships with: the verifier over the 3 nearest candidates."""
+    """The matcher the service ships with: the verifier over the 3 nearest candidates (numpy's BLAS kept on one
+    thread, as the service keeps it)."""
+    limit_blas_threads()
     verifier = Verifier.load(DEFAULT_PATH)
     return Policy(min_similarity=verifier.min_cosine, candidates=3, verifier=verifier)
 

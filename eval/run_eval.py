@@ -24,6 +24,7 @@ from train_verifier import embedder
 
 from semcache.adapters.memory_store import MemoryStore
 from semcache.adapters.onnx_embedder import OnnxEmbedder
+from semcache.bootstrap import limit_blas_threads
 from semcache.core.calibration import bucket, calibrated_threshold
 from semcache.core.freshness import is_volatile
 from semcache.core.models import Completion, Message, Prompt, Usage
@@ -292,6 +293,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "quality")
     parser.add_argument("--verifier", type=Path, default=DEFAULT_PATH)
     args = parser.parse_args()
+    limit_blas_threads()  # as the service does: the matcher's latency below is then the service's
     e, verifier = embedder(), Verifier.load(args.verifier)
     dev, test = qqp_scored(e, verifier, "dev"), qqp_scored(e, verifier, "test")  # scored once, used twice
     results: dict[str, object] = {

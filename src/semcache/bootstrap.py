@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from threadpoolctl import threadpool_limits
 
 from semcache.adapters import redis_store
 from semcache.adapters.onnx_embedder import OnnxEmbedder
@@ -128,8 +129,20 @@ def build_policy(settings: Settings) -> Policy:
     )
 
 
+def limit_blas_threads() -> None:
+    """Keep numpy's BLAS on its calling thread, for the whole process.
+
+    The verifier's matrix product (3 candidates x 783 features x 8 networks of 128) is big enough for OpenBLAS to
+    hand it to its own threads, which then spin on the cores the model runs need: 68 against 101 semantic hits/s
+    with 16 callers in a hand A/B (docs/performance.md), and no gain for a single request. The model runs have
+    their own threads (onnxruntime's), sized by SEMCACHE_EMBED_CONCURRENCY.
+    """
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def build(settings: Settings) -> Components:
     """Build every collaborator explicitly from settings. No network I/O happens here."""
+    limit_blas_threads()
     if settings.openai_api_key is None:
         raise ConfigError(
             "OPENAI_API_KEY is not set: set it (and OPENAI_BASE_URL for a compatible server), "

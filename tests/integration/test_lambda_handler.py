@@ -198,7 +198,7 @@ def test_the_real_handler_module_through_local_invoke(redis_url: str, model_dir:
     assert [r["headers"]["x-semcache"] for r in replies] == ["miss", "hit"]
 
 
-def test_importing_and_building_the_handler_leaves_the_openai_sdk_for_later(
+def test_building_the_handler_leaves_the_openai_sdk_for_later_and_numpy_on_one_thread(
     redis_url: str, model_dir: Path, fake_openai: FakeOpenAI
 ) -> None:
     # A fresh process (this one has imported openai long ago): init must not pay for the SDK, the preload must.
@@ -208,6 +208,9 @@ def test_importing_and_building_the_handler_leaves_the_openai_sdk_for_later(
         "from semcache.bootstrap import build, load_settings\n"
         "components = build(load_settings())\n"
         "assert 'openai' not in sys.modules, 'the SDK was imported at init'\n"
+        "from threadpoolctl import threadpool_info\n"
+        "blas = [p for p in threadpool_info() if p['user_api'] == 'blas']\n"
+        "assert blas and all(p['num_threads'] == 1 for p in blas), blas\n"
         "components.llm.preload().join()\n"
         "assert 'openai' in sys.modules\n"
         "assert components.llm.client() is components.llm.client()\n"

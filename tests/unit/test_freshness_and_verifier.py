@@ -142,6 +142,38 @@ def test_verifier_round_trips_through_its_file(tmp_path) -> None:  # type: ignor
     assert (loaded.threshold, loaded.min_cosine, loaded.version) == (0.5, 0.5, "test")
 
 
+def test_an_ensemble_averages_its_networks_probabilities(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    n, hidden = 1 + 2 * 64 + LEXICAL_FEATURES, 4
+    rng = np.random.default_rng(1)
+    networks = [(rng.normal(size=(n, hidden)), rng.normal(size=hidden), rng.normal(size=hidden), rng.normal())
+                for _ in range(3)]  # fmt: skip
+
+    def one(w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: float) -> Verifier:
+        f32 = np.float32
+        return Verifier("one", np.zeros(n, f32), np.ones(n, f32), w1.astype(f32), b1.astype(f32), w2.astype(f32),
+                        b2, 0.5, 0.5)  # fmt: skip
+
+    ensemble = Verifier(
+        "ens", np.zeros(n, np.float32), np.ones(n, np.float32),
+        np.hstack([w1 for w1, _, _, _ in networks]).astype(np.float32),
+        np.concatenate([b1 for _, b1, _, _ in networks]).astype(np.float32),
+        np.vstack([w2 for _, _, w2, _ in networks]).astype(np.float32),
+        np.array([b2 for _, _, _, b2 in networks], np.float32), 0.5, 0.5,
+    )  # fmt: skip
+    assert ensemble.members == 3
+    x = rng.normal(size=(5, n)).astype(np.float32)
+    each = np.array([one(*network).probability(x) for network in networks])
+    assert np.allclose(ensemble.probability(x), each.mean(axis=0), atol=1e-6)
+    assert not np.allclose(each[0], each[1]), "the networks differ, so the mean is a real test"
+    ensemble.save(tmp_path / "e.npz")
+    loaded = Verifier.load(tmp_path / "e.npz")
+    assert loaded.members == 3
+    assert np.allclose(loaded.probability(x), ensemble.probability(x), atol=2e-3)  # w1 is stored in float16
+    with pytest.raises(ValueError, match="inconsistent verifier shapes"):
+        Verifier("bad", ensemble.mean, ensemble.scale, ensemble.w1, ensemble.b1, np.zeros((2, hidden)), [0.0, 0.0],
+                 0.5, 0.5)  # fmt: skip
+
+
 def test_scoring_candidates_together_equals_scoring_each() -> None:
     from semcache.core.verifier import DEFAULT_PATH
 

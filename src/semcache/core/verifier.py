@@ -137,7 +137,9 @@ def feature_matrix(
 
 @dataclass(frozen=True)
 class Verifier:
-    """A one-hidden-layer network over pair features, with the threshold it ships with."""
+    """An ensemble of one-hidden-layer networks over pair features (their probabilities averaged), with the
+    threshold it ships with. M networks of H hidden units each: w1 (features, M*H), b1 (M*H,), w2 (M, H), b2 (M,);
+    a single network may also be given as w2 (H,) and a scalar b2."""
 
     version: str
     mean: npt.NDArray[np.float32]
@@ -145,17 +147,32 @@ class Verifier:
     w1: npt.NDArray[np.float32]
     b1: npt.NDArray[np.float32]
     w2: npt.NDArray[np.float32]
-    b2: float
+    b2: npt.NDArray[np.float32] | float
     threshold: float
     min_cosine: float
     """Candidates below this cosine are not even scored (the training data had almost no duplicates there)."""
 
+    def __post_init__(self) -> None:
+        w2 = np.atleast_2d(np.asarray(self.w2, dtype=np.float32))
+        b2 = np.atleast_1d(np.asarray(self.b2, dtype=np.float32))
+        if w2.shape[0] != b2.shape[0] or self.w1.shape[1] != w2.size or self.b1.shape != (w2.size,):
+            raise ValueError(f"inconsistent verifier shapes: w1 {self.w1.shape}, b1 {self.b1.shape}, w2 {w2.shape}")
+        object.__setattr__(self, "w2", w2)
+        object.__setattr__(self, "b2", b2)
+
+    @property
+    def members(self) -> int:
+        """How many networks are averaged."""
+        return int(np.shape(self.w2)[0])
+
     def probability(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """P(duplicate) for rows of pair features."""
+        """P(duplicate) for rows of pair features: the mean of the members' probabilities."""
         x = (np.atleast_2d(features) - self.mean) / self.scale
-        hidden = np.maximum(x @ self.w1 + self.b1, 0.0)
-        logits = hidden @ self.w2 + self.b2
-        return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logits, -40.0, 40.0))), dtype=np.float32).reshape(-1)
+        hidden = np.maximum(x @ self.w1 + self.b1, 0.0)  # every member's hidden layer in one product
+        w2 = np.asarray(self.w2)
+        logits = np.einsum("rmh,mh->rm", hidden.reshape(len(x), *w2.shape), w2) + self.b2
+        p = 1.0 / (1.0 + np.exp(-np.clip(logits, -40.0, 40.0)))
+        return np.asarray(p.mean(axis=1), dtype=np.float32)
 
     def score(self, query: str, candidate: str, u: npt.NDArray[np.float32], v: npt.NDArray[np.float32]) -> float:
         """P(duplicate) for one pair; 0 when the two name different numbers (the answer depends on them)."""
@@ -204,8 +221,8 @@ class Verifier:
                 scale=z["scale"].astype(np.float32),
                 w1=z["w1"].astype(np.float32),
                 b1=z["b1"].astype(np.float32),
-                w2=z["w2"].astype(np.float32).reshape(-1),
-                b2=float(z["b2"]),
+                w2=z["w2"].astype(np.float32),
+                b2=z["b2"].astype(np.float32),
                 threshold=float(z["threshold"]),
                 min_cosine=float(z["min_cosine"]),
             )
