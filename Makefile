@@ -20,7 +20,7 @@ PY312 := $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.pyenv
 export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
 
 .PHONY: run test lint typecheck pytest sync models redis clean sam-validate sam-build sam-check build-x86_64 coldstart eval \
-	train-verifier finetune eval-adapter eval-int8-gemm fuzz bench bench-full
+	train-verifier finetune eval-adapter eval-int8-gemm eval-distilled fuzz bench bench-full
 
 SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
 ARCH ?= arm64
@@ -105,6 +105,11 @@ define measure-embedder
 	SEMCACHE_EVAL_MODELS=$(1) $(UV) run --locked python eval/run_eval.py --verifier $(1)/verifier.npz \
 		--out docs/quality/$(3)
 endef
+
+eval-distilled: sync models ## the ensemble distilled into one network of 256, measured (not shipped): docs/quality/distilled/
+	SEMCACHE_VERIFIER_VERSION=qqp-distilled-1 $(UV) run --locked python eval/train_verifier.py --distill 256 \
+		--out .local/eval/verifier-distilled.npz
+	$(UV) run --locked python eval/run_eval.py --verifier .local/eval/verifier-distilled.npz --out docs/quality/distilled
 
 ADAPTER := eval/adapters/qqp-lora16-1.npz
 ADAPTED := .local/models-adapted

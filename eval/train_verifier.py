@@ -7,12 +7,14 @@ adapted embeddings are overconfident on the adapter's own pairs, but the thresho
 which neither model saw, so the shipped operating point stays honest.
 
     python eval/train_verifier.py [--target-recall 0.60 | --target-precision 0.92] [--min-cosine 0.50]
-                                  [--members 8] [--extra feedback.json ...]
+                                  [--members 8] [--distill 0] [--extra feedback.json ...]
 
 The verifier is an ensemble: --members networks, identical but for their seed (which sets their initial weights
 and the tenth of the training pairs each holds out to stop early), whose probabilities are averaged. One network
 lands somewhere between precision 0.84 and 0.86 at recall 0.60 on qqp/dev depending on its seed; the mean of 8 is
-at about 0.88 (docs/quality.md).
+at about 0.88. With --distill N, one network of N hidden units then learns to predict the ensemble's log-odds on
+the same training pairs, and that network is shipped: half the ensemble's cost on the hit path, nearly its
+qqp/dev figures, but worse elsewhere (`make eval-distilled`; docs/quality.md). Not the default.
 
 --extra adds pairs labelled by verdicts (what `GET /v1/cache/feedback` returns, or JSON lines of {"a", "b",
 "duplicate"}) to the training data; the threshold is still chosen on qqp/dev. Name the result with
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from data import ROOT, embed_cached, labelled_pairs, qqp
 from features import pair_matrix
-from sklearn.neural_network import MLPClassifier
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.core.verifier import DEFAULT_PATH, Verifier, numbers_differ
@@ -77,6 +79,7 @@ def main() -> None:
     parser.add_argument("--min-cosine", type=float, default=0.50)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--members", type=int, default=8, help="networks averaged (seeds 0 .. members-1)")
+    parser.add_argument("--distill", type=int, default=0, help="hidden units of a network that learns the ensemble")
     parser.add_argument("--out", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--extra", type=Path, action="append", default=[], help="pairs labelled by verdicts")
     args = parser.parse_args()
@@ -124,6 +127,30 @@ def main() -> None:
         threshold=0.5,
         min_cosine=args.min_cosine,
     )
+    if args.distill:
+        p = np.clip(verifier.probability(x).astype(np.float64), 1e-4, 1 - 1e-4)
+        student = MLPRegressor(
+            hidden_layer_sizes=(args.distill,),
+            alpha=1e-3,
+            learning_rate_init=1e-3,
+            max_iter=200,
+            early_stopping=True,
+            n_iter_no_change=8,
+            random_state=0,
+        )
+        student.fit((x - mean) / scale, np.log(p / (1 - p)))  # its output is a log-odds: the Verifier's sigmoid fits
+        print(f"distilled into one network of {args.distill} in {student.n_iter_} epochs", flush=True)
+        verifier = Verifier(
+            version=VERSION,
+            mean=verifier.mean,
+            scale=verifier.scale,
+            w1=student.coefs_[0].astype(np.float32),
+            b1=student.intercepts_[0].astype(np.float32),
+            w2=student.coefs_[1].reshape(-1).astype(np.float32),
+            b2=float(student.intercepts_[1][0]),
+            threshold=0.5,
+            min_cosine=args.min_cosine,
+        )
 
     da, db, dva, dvb, dy = split_vectors(e, "dev")
     cosine = np.sum(dva * dvb, axis=1)
@@ -151,6 +178,7 @@ def main() -> None:
         "dev_precision": round(precision, 4),
         "dev_recall": round(recall, 4),
         "members": args.members,
+        "distilled_hidden": args.distill,
         "bytes": args.out.stat().st_size,
     }
     print(json.dumps(report))
