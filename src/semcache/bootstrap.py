@@ -132,10 +132,10 @@ def build_policy(settings: Settings) -> Policy:
 def limit_blas_threads() -> None:
     """Keep numpy's BLAS on its calling thread, for the whole process.
 
-    The verifier's matrix product (3 candidates x 783 features x 8 networks of 128) is big enough for OpenBLAS to
-    hand it to its own threads, which then spin on the cores the model runs need: 68 against 101 semantic hits/s
-    with 16 callers in a hand A/B (docs/performance.md), and no gain for a single request. The model runs have
-    their own threads (onnxruntime's), sized by SEMCACHE_EMBED_CONCURRENCY.
+    The verifier's matrix product (3 candidates x 783 features x 4 networks of 128) is big enough for OpenBLAS to
+    hand it to its own threads, which then spin on the cores the model runs need: with 8 networks, 68 against 101
+    semantic hits/s with 16 callers in a hand A/B (docs/quality.md), and no gain for a single request. The model
+    runs have their own threads (onnxruntime's), sized by SEMCACHE_EMBED_CONCURRENCY.
     """
     threadpool_limits(limits=1, user_api="blas")
 
