@@ -1,12 +1,13 @@
 """A second opinion on a semantic match: is the stored question really the same question as the new one?
 
 Cosine similarity alone cannot tell "How do I reset my Gmail password?" from "How do I reset my Yahoo password?"
-(0.68) any better than from a true paraphrase it scores lower. The verifier is a small neural network, trained on
-Quora question pairs (`make train-verifier`), over the two embeddings (their product and absolute difference,
-the usual sentence-pair features) and lexical signals that embeddings blur: words present on one side only,
-numbers, negation, capitalised names, the question word. It returns a probability that the two questions are
-duplicates; the service serves a candidate only if that probability reaches the operating threshold chosen on
-held-out data. Inference is a few small matrix products in numpy: well under a millisecond.
+(0.68) any better than from a true paraphrase it scores lower. The verifier is a small ensemble of neural networks
+(4 since session 6, their probabilities averaged), trained on Quora question pairs (`make train-verifier`), over
+the two embeddings (their product and absolute difference, the usual sentence-pair features) and lexical signals
+that embeddings blur: words present on one side only, numbers, negation, capitalised names, the question word.
+It returns a probability that the two questions are duplicates; the service serves a candidate only if that
+probability reaches the operating threshold chosen on held-out data. Inference is a few small matrix products in
+numpy: well under a millisecond.
 """
 
 from __future__ import annotations
