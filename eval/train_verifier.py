@@ -112,10 +112,11 @@ def main() -> None:
     x = pair_matrix([b[i] for i in rows], [a[i] for i in rows], vb[keep], va[keep])
     t = y[keep]
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    standardized = (x - mean) / scale  # what every network here is fitted on
     members = []
     for seed in range(args.members):
         model = MLPClassifier(hidden_layer_sizes=(args.hidden,), random_state=seed, **TRAINING)
-        model.fit((x - mean) / scale, t)
+        model.fit(standardized, t)
         members.append(model)
         print(f"network {seed + 1} of {args.members}: {model.n_iter_} epochs", flush=True)
     elapsed = time.perf_counter() - started
@@ -135,7 +136,7 @@ def main() -> None:
     if args.distill:
         p = np.clip(verifier.probability(x).astype(np.float64), 1e-4, 1 - 1e-4)
         student = MLPRegressor(hidden_layer_sizes=(args.distill,), random_state=0, **TRAINING)
-        student.fit((x - mean) / scale, np.log(p / (1 - p)))  # its output is a log-odds: the Verifier's sigmoid fits
+        student.fit(standardized, np.log(p / (1 - p)))  # its output is a log-odds: the Verifier's sigmoid fits
         print(f"distilled into one network of {args.distill} in {student.n_iter_} epochs", flush=True)
         verifier = Verifier(
             version=VERSION,

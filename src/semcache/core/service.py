@@ -305,9 +305,11 @@ class CacheService:
         labelled pair kept in the tenant's feedback log.
         """
         found = await self._store.get_with_vector(entry_id)
-        if found is None or (tenant is not None and found[0].tenant != tenant):
+        if found is None:
             return Verdict(removed=False)
         entry, v = found
+        if tenant is not None and entry.tenant != tenant:
+            return Verdict(removed=False)
         confidence = threshold = None
         verifier = self._policy.verifier
         asked = normalize_text(query) if query is not None else None

@@ -170,8 +170,7 @@ class Verifier:
         """P(duplicate) for rows of pair features: the mean of the members' probabilities."""
         x = (np.atleast_2d(features) - self.mean) / self.scale
         hidden = np.maximum(x @ self.w1 + self.b1, 0.0)  # every member's hidden layer in one product
-        w2 = np.asarray(self.w2)
-        logits = np.einsum("rmh,mh->rm", hidden.reshape(len(x), *w2.shape), w2) + self.b2
+        logits = np.einsum("rmh,mh->rm", hidden.reshape(len(x), *self.w2.shape), self.w2) + self.b2
         p = 1.0 / (1.0 + np.exp(-np.clip(logits, -40.0, 40.0)))
         return np.asarray(p.mean(axis=1), dtype=np.float32)
 
