@@ -113,6 +113,7 @@ def build_policy(settings: Settings) -> Policy:
             min_similarity=settings.min_similarity or 0.85,
             candidates=1,
             freshness=freshness,
+            embed_wait_budget_s=settings.embed_wait_budget_ms / 1000,
         )
     path = settings.verifier_path or VERIFIER_PATH
     if not path.is_file():
@@ -126,6 +127,7 @@ def build_policy(settings: Settings) -> Policy:
         min_confidence=settings.min_confidence,
         freshness=freshness,
         max_error=settings.feedback_max_error,
+        embed_wait_budget_s=settings.embed_wait_budget_ms / 1000,
     )
 
 

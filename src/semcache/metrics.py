@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from semcache.core.models import Answer, Usage
+from semcache.core.service import EMBEDDER_BUSY, NOT_STORED_BUSY
 
 _SAMPLES = 2048
 
@@ -61,6 +62,7 @@ class Metrics:
             "bypass": 0,
             "exact": 0,
             "semantic": 0,
+            "lookup_skipped_busy": 0,
             "errors": 0,
             "feedback_wrong": 0,
             "feedback_right": 0,
@@ -80,6 +82,8 @@ class Metrics:
             self._counts[c.status] += 1
             if c.tier is not None:
                 self._counts[c.tier] += 1
+            if c.reason in (EMBEDDER_BUSY, NOT_STORED_BUSY):
+                self._counts["lookup_skipped_busy"] += 1
             self._tokens_saved += saved.total_tokens
             self._dollars_saved += dollars
             if answer.lookup_ms is not None:
@@ -93,6 +97,7 @@ class Metrics:
                 "Bypass": (int(c.status == "bypass"), "Count"),
                 "ExactHit": (int(c.tier == "exact"), "Count"),
                 "SemanticHit": (int(c.tier == "semantic"), "Count"),
+                "LookupSkippedBusy": (int(c.reason in (EMBEDDER_BUSY, NOT_STORED_BUSY)), "Count"),
                 "TokensSaved": (saved.total_tokens, "Count"),
                 "DollarsSaved": (round(dollars, 8), "None"),
                 "TokensUsed": (answer.usage.total_tokens, "Count"),

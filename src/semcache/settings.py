@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     embed_concurrency: int = Field(
         default_factory=lambda: min(8, os.cpu_count() or 1), ge=1, le=64, description="model runs at a time (cores)"
     )
+    embed_wait_budget_ms: float = Field(
+        250, ge=0, description="a request whose embedding would queue longer skips the semantic tier (LLM at once)"
+    )
 
     ttl_seconds: int = Field(7 * 86400, ge=1, le=MAX_TTL_SECONDS, description="default lifetime of an entry")
     matcher: Literal["verifier", "cosine"] = Field(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,10 +12,13 @@ import numpy.typing as npt
 import pytest
 
 from semcache.adapters.memory_store import MemoryStore
+from semcache.bootstrap import build_policy
 from semcache.core.batching import EmbedBatcher
 from semcache.core.errors import EmbedderError, UpstreamError
-from semcache.core.models import Completion, Message, Prompt
-from semcache.core.service import CacheService, Policy
+from semcache.core.models import Answer, CacheInfo, Completion, Message, Prompt, Usage
+from semcache.core.service import EMBEDDER_BUSY, NOT_STORED_BUSY, CacheService, Policy
+from semcache.metrics import Metrics
+from semcache.settings import Settings
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -138,3 +143,92 @@ async def test_batching_regardless_of_length_is_still_possible() -> None:
     batcher = EmbedBatcher(embedder, max_batch=16, concurrency=1, length_spread=float("inf"))
     await asyncio.gather(*(batcher.embed("x" * (1 + 10 * i)) for i in range(9)))
     assert embedder.batches == [9]
+
+
+class SleepyEmbedder(BagOfWordsEmbedder):
+    """Takes `per_text_s` of wall time per text, on the runner's thread, as a saturated model would."""
+
+    def __init__(self, per_text_s: float) -> None:
+        super().__init__()
+        self.per_text_s = per_text_s
+        self.texts = 0
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        time.sleep(self.per_text_s * len(texts))
+        self.texts += len(texts)
+        return super().embed(texts)
+
+
+async def test_the_backlog_is_zero_until_a_run_is_timed_then_grows_with_the_queue() -> None:
+    batcher = EmbedBatcher(SleepyEmbedder(0.02), max_batch=1, concurrency=1)
+    assert batcher.backlog_s() == 0.0
+    await batcher.embed("first")  # times a run: about 20 ms a text
+    assert batcher.backlog_s() == 0.0, "a free runner means no wait"
+    waiting = [asyncio.ensure_future(batcher.embed(f"text {i}")) for i in range(10)]
+    await asyncio.sleep(0)  # all queued, the first in its run
+    assert 10 * 0.02 * 0.9 <= batcher.backlog_s() <= 10 * 0.02 * 3
+    await asyncio.gather(*waiting)
+    assert batcher.backlog_s() == 0.0
+
+
+async def test_a_burst_that_would_queue_past_the_budget_goes_to_the_llm_at_once() -> None:
+    embedder = SleepyEmbedder(0.01)
+    llm = ScriptedLLM()
+    policy = Policy(min_similarity=0.95, embed_wait_budget_s=0.05)
+    service = CacheService(
+        embedder=embedder, store=MemoryStore(), llm=llm, policy=policy, embed_batch=1, embed_concurrency=1
+    )
+    await service.answer(ask("a first question to time the model"), tenant="t")
+    texts = [f"alpha{i} bravo{i} charlie{i} delta{i}" for i in range(40)]  # no two alike
+    answers = await asyncio.gather(*(service.answer(ask(t), tenant="t") for t in texts))
+    assert [a.text for a in answers] == [f"answer to {t}" for t in texts], "every caller answered, by the LLM"
+    assert all(a.cache.status == "miss" for a in answers)
+    skipped = [a for a in answers if a.cache.reason in (EMBEDDER_BUSY, NOT_STORED_BUSY)]
+    assert len(skipped) >= 20, "a queue of 40 x 10 ms against a 50 ms budget: most skip the semantic tier"
+    assert len(skipped) <= 38, "those queued within the budget are looked up"
+    assert embedder.texts < 1 + len(texts), "skipped lookups embed nothing while the model is saturated"
+    for a in skipped:  # stored only if the model had caught up when the LLM answered; said either way
+        assert (a.cache.entry_id is None) == (a.cache.reason == NOT_STORED_BUSY)
+
+
+async def test_a_skipped_lookup_stores_its_answer_once_the_model_has_caught_up() -> None:
+    embedder = SleepyEmbedder(0.01)
+    policy = Policy(min_similarity=0.95, embed_wait_budget_s=0.03)
+    service = CacheService(
+        embedder=embedder, store=MemoryStore(), llm=SlowLLM(0.5), policy=policy, embed_batch=1, embed_concurrency=1
+    )
+    await service.answer(ask("a first question to time the model"), tenant="t")
+    texts = [f"echo{i} foxtrot{i} golf{i} hotel{i}" for i in range(20)]
+    answers = await asyncio.gather(*(service.answer(ask(t), tenant="t") for t in texts))
+    skipped = [(t, a) for t, a in zip(texts, answers, strict=True) if a.cache.reason == EMBEDDER_BUSY]
+    assert skipped, "some lookups were skipped"
+    for text, a in skipped:  # the queue had drained in the LLM's 0.5 s: stored, and served next time
+        assert a.cache.entry_id is not None
+        again = await service.answer(ask(text), tenant="t")
+        assert (again.cache.status, again.cache.tier) == ("hit", "exact")
+    idle = await service.answer(ask("a question asked when nothing else is"), tenant="t")
+    assert idle.cache.reason is None
+
+
+def test_the_wait_budget_cannot_be_negative() -> None:
+    with pytest.raises(ValueError, match="embed_wait_budget_s"):
+        Policy(embed_wait_budget_s=-1)
+
+
+def test_metrics_count_the_lookups_skipped_for_a_busy_embedder() -> None:
+    lines: list[str] = []
+    metrics = Metrics(emf_namespace="test", write=lines.append)
+    for reason in (EMBEDDER_BUSY, NOT_STORED_BUSY, None):
+        answer = Answer(text="a", model="m", usage=Usage(1, 1), cache=CacheInfo(status="miss", reason=reason))
+        metrics.record(answer, route="/api/query")
+    assert metrics.snapshot()["lookup_skipped_busy"] == 2
+    assert [json.loads(line)["LookupSkippedBusy"] for line in lines] == [1, 1, 0]
+
+
+def test_the_wait_budget_is_set_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEMCACHE_EMBED_WAIT_BUDGET_MS", "40")
+    assert build_policy(Settings()).embed_wait_budget_s == pytest.approx(0.04)
+    assert build_policy(Settings(matcher="cosine")).embed_wait_budget_s == pytest.approx(0.04)
+    monkeypatch.setenv("SEMCACHE_EMBED_WAIT_BUDGET_MS", "-1")
+    with pytest.raises(ValueError, match="embed_wait_budget_ms"):
+        Settings()

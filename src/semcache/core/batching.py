@@ -4,11 +4,16 @@ While a batch is being embedded, newly arriving texts queue; when a runner frees
 text and the queued texts of about its length (up to max_batch) in one call. An idle service embeds a single text
 at once, so batching adds no latency; a busy one amortises the per-call overhead of streaming the weights, which
 pays for similar lengths only: padding to a much longer text costs more than it saves.
+
+The batcher also says how long a text queued now would wait (backlog_s), from the recent cost of a text in a run,
+so that a caller can choose not to wait: under a burst of new questions the model is the bottleneck, and a
+request is better answered by the LLM at once than after a long queue for a lookup that may miss anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 
 import numpy as np
@@ -17,6 +22,7 @@ from semcache.core.errors import EmbedderError
 from semcache.core.ports import Embedder, Vector
 
 SCAN_LIMIT = 256  # how far down the queue a batch is looked for
+COST_WEIGHT = 0.2  # weight of the latest run in the running estimate of a text's cost
 
 
 class EmbedBatcher:
@@ -34,7 +40,17 @@ class EmbedBatcher:
         self._length_spread = length_spread
         self._concurrency = concurrency
         self._queue: deque[tuple[str, asyncio.Future[Vector]]] = deque()
-        self._running = 0
+        self._running = 0  # runners (drain tasks)
+        self._in_runs = 0  # texts in model runs under way
+        self._text_cost_s: float | None = None  # seconds of a run per text, recent runs weighted most
+
+    def backlog_s(self) -> float:
+        """About how long a text queued now would wait for its model run to start: the texts waiting and in runs,
+        shared among the runners, at the recent cost per text. 0 while a runner is free, and until a run has
+        been timed."""
+        if self._text_cost_s is None or self._running < self._concurrency:
+            return 0.0
+        return (len(self._queue) + self._in_runs) * self._text_cost_s / self._concurrency
 
     async def embed(self, text: str) -> Vector:
         """The unit vector of text."""
@@ -71,20 +87,30 @@ class EmbedBatcher:
         try:
             while self._queue:
                 batch = self._take_batch()
-                if not batch:
-                    continue
-                order = sorted(range(len(batch)), key=lambda i: len(batch[i][0]))
-                try:
-                    vectors = await asyncio.to_thread(self._embedder.embed, [batch[i][0] for i in order])
-                except Exception as exc:  # noqa: BLE001 - handed to every waiting caller, who degrade to no cache
-                    error = exc if isinstance(exc, EmbedderError) else EmbedderError(f"embedding failed: {exc!r}")
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
-                    continue
-                for row, i in enumerate(order):
-                    future = batch[i][1]
-                    if not future.done():
-                        future.set_result(np.asarray(vectors[row], dtype=np.float32))
+                if batch:
+                    await self._run(batch)
         finally:
             self._running -= 1
+
+    async def _run(self, batch: list[tuple[str, asyncio.Future[Vector]]]) -> None:
+        """One model run for batch (shortest text first); each caller still waiting gets its vector or the error."""
+        order = sorted(range(len(batch)), key=lambda i: len(batch[i][0]))
+        started = time.perf_counter()
+        self._in_runs += len(batch)
+        try:
+            vectors = await asyncio.to_thread(self._embedder.embed, [batch[i][0] for i in order])
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting caller, who degrade to no cache
+            error = exc if isinstance(exc, EmbedderError) else EmbedderError(f"embedding failed: {exc!r}")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        finally:
+            self._in_runs -= len(batch)
+        cost = (time.perf_counter() - started) / len(batch)
+        known = self._text_cost_s
+        self._text_cost_s = cost if known is None else known + COST_WEIGHT * (cost - known)
+        for row, i in enumerate(order):
+            future = batch[i][1]
+            if not future.done():
+                future.set_result(np.asarray(vectors[row], dtype=np.float32))

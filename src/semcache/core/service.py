@@ -28,6 +28,10 @@ from semcache.core.verifier import Verifier
 
 log = logging.getLogger("semcache")
 
+EMBEDDER_BUSY = "embedder busy: semantic lookup skipped"
+"""The reason on a miss whose semantic lookup would have waited longer than Policy.embed_wait_budget_s."""
+NOT_STORED_BUSY = "embedder busy: semantic lookup skipped, answer not stored"
+
 MAX_TTL_SECONDS = 365 * 86400
 
 
@@ -50,6 +54,10 @@ class Policy:
     1.0 turns that off."""
     calibration_refresh_s: float = 30.0
     """How often a process re-reads a tenant's verdicts (others' verdicts reach it within this time)."""
+    embed_wait_budget_s: float = 0.25
+    """A request whose embedding would wait longer than this behind others' (a burst of new questions saturating
+    the model) skips the semantic tier and goes to the LLM at once, as it would without a cache; its answer is
+    stored only if the model has caught up by the time it comes back. math.inf: always wait."""
 
     def __post_init__(self) -> None:
         check_ttl(self.ttl_seconds, "ttl_seconds")
@@ -60,6 +68,8 @@ class Policy:
             raise ValueError(f"max_error must be in (0, 1], got {self.max_error}")
         if not 1 <= self.candidates <= 16:
             raise ValueError(f"candidates must be between 1 and 16, got {self.candidates}")
+        if not self.embed_wait_budget_s >= 0:
+            raise ValueError(f"embed_wait_budget_s must be at least 0, got {self.embed_wait_budget_s}")
 
 
 def check_ttl(value: int, name: str) -> None:
@@ -176,7 +186,7 @@ class CacheService:
         if asked.control.mode is CacheMode.USE:
             started = time.perf_counter()
             try:
-                hit, vector = await self._lookup(asked)
+                hit, vector, note = await self._lookup(asked)
             except (StoreError, EmbedderError) as exc:
                 self._breaker.failed()
                 log.warning("cache lookup failed, answering from the LLM: %s", exc)
@@ -185,12 +195,16 @@ class CacheService:
             lookup_ms = (time.perf_counter() - started) * 1000
             if hit is not None:
                 return replace(hit, lookup_ms=lookup_ms)
+            return await self._miss(asked, vector, lookup_ms, note)
         return await self._miss(asked, vector, lookup_ms)
 
-    async def _miss(self, asked: _Asked, vector: Vector | None, lookup_ms: float | None) -> Answer:
-        """Call the LLM, return its answer, and store it if it is complete and may be kept."""
+    async def _miss(
+        self, asked: _Asked, vector: Vector | None, lookup_ms: float | None, note: str | None = None
+    ) -> Answer:
+        """Call the LLM, return its answer, and store it if it is complete and may be kept (note: why the lookup
+        was cut short, if it was)."""
         control = asked.control
-        answer = await self._from_llm(asked.prompt, CacheInfo(status="miss"), lookup_ms=lookup_ms)
+        answer = await self._from_llm(asked.prompt, CacheInfo(status="miss", reason=note), lookup_ms=lookup_ms)
         completion = answer.completion
         assert completion is not None
         if not completion.completed:
@@ -213,6 +227,9 @@ class CacheService:
             created_at=self._clock(),
             tenant=asked.tenant,
         )
+        if note == EMBEDDER_BUSY and self._embedder_busy():
+            # Still saturated: queueing now would make this answer wait after all.
+            return replace(answer, cache=CacheInfo(status="miss", reason=NOT_STORED_BUSY, freshness=freshness))
         try:
             if vector is None:
                 vector = await self._embed(asked.normalized)
@@ -221,7 +238,8 @@ class CacheService:
             self._breaker.failed()
             log.warning("could not store the answer: %s", exc)
             return replace(answer, cache=CacheInfo(status="miss", reason="answer not stored"))
-        info = CacheInfo(status="miss", entry_id=asked.eid, ttl_seconds=ttl, freshness=freshness, scope=asked.scope)
+        info = CacheInfo(status="miss", entry_id=asked.eid, ttl_seconds=ttl, freshness=freshness, scope=asked.scope,
+                         reason=note)  # fmt: skip
         return replace(answer, cache=info)
 
     async def _from_llm(self, prompt: Prompt, info: CacheInfo, *, lookup_ms: float | None = None) -> Answer:
@@ -237,16 +255,22 @@ class CacheService:
             llm_ms=(time.perf_counter() - started) * 1000,
         )
 
-    async def _lookup(self, asked: _Asked) -> tuple[Answer | None, Vector | None]:
-        """Exact tier, then semantic tier; returns the hit (or None) and the query's vector if one was computed."""
+    def _embedder_busy(self) -> bool:
+        return self._batcher.backlog_s() > self._policy.embed_wait_budget_s
+
+    async def _lookup(self, asked: _Asked) -> tuple[Answer | None, Vector | None, str | None]:
+        """Exact tier, then semantic tier; returns the hit (or None), the query's vector if one was computed, and
+        why the semantic tier was skipped if it was for want of time."""
         scope, normalized, control = asked.scope, asked.normalized, asked.control
         entry = await self._store.get(asked.eid)
         if entry is not None and entry.scope == scope:
-            return _from_entry(entry, tier="exact", similarity=None, confidence=None), None
+            return _from_entry(entry, tier="exact", similarity=None, confidence=None), None, None
         if is_volatile(normalized):
             # A paraphrase of a time-sensitive question may have been stored at another time: only the exact
             # question (stored with its short TTL) may be served.
-            return None, None
+            return None, None, None
+        if self._embedder_busy():
+            return None, None, EMBEDDER_BUSY
 
         vector = await self._embed(normalized)
         floor = control.min_similarity or self._policy.min_similarity
@@ -259,8 +283,9 @@ class CacheService:
         if verifier is None:
             if matches:
                 best = matches[0]
-                return _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=None), vector
-            return None, vector
+                hit = _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=None)
+                return hit, vector, None
+            return None, vector, None
         # The caller's explicit threshold wins; otherwise the tenant's, as its verdicts have calibrated it.
         threshold = control.min_confidence or self._thresholds.get(asked.tenant)
         scorable = [m for m in matches if m.vector is not None]
@@ -272,8 +297,8 @@ class CacheService:
             confidence, best = max(scored, key=lambda pair: pair[0])
             if confidence >= threshold:
                 hit = _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=confidence)
-                return hit, vector
-        return None, vector
+                return hit, vector, None
+        return None, vector, None
 
     async def _embed(self, text: str) -> Vector:
         return await self._batcher.embed(text)
