@@ -51,7 +51,8 @@ class Components:
         self.llm.preload()  # the OpenAI SDK, on a thread: hits never wait for it, the first miss rarely does
 
     async def close(self) -> None:
-        """Close the network clients."""
+        """Stop the service's background work and close the network clients."""
+        await self.service.close()
         await self.store.close()
         await self.llm.close()
 

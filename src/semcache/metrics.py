@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from semcache.core.models import Answer, Usage
-from semcache.core.service import EMBEDDER_BUSY, NOT_STORED_BUSY
+from semcache.core.service import EMBEDDER_BUSY, STORED_LATER
 
 _SAMPLES = 2048
 
@@ -82,7 +82,7 @@ class Metrics:
             self._counts[c.status] += 1
             if c.tier is not None:
                 self._counts[c.tier] += 1
-            if c.reason in (EMBEDDER_BUSY, NOT_STORED_BUSY):
+            if c.reason in (EMBEDDER_BUSY, STORED_LATER):
                 self._counts["lookup_skipped_busy"] += 1
             self._tokens_saved += saved.total_tokens
             self._dollars_saved += dollars
@@ -97,7 +97,7 @@ class Metrics:
                 "Bypass": (int(c.status == "bypass"), "Count"),
                 "ExactHit": (int(c.tier == "exact"), "Count"),
                 "SemanticHit": (int(c.tier == "semantic"), "Count"),
-                "LookupSkippedBusy": (int(c.reason in (EMBEDDER_BUSY, NOT_STORED_BUSY)), "Count"),
+                "LookupSkippedBusy": (int(c.reason in (EMBEDDER_BUSY, STORED_LATER)), "Count"),
                 "TokensSaved": (saved.total_tokens, "Count"),
                 "DollarsSaved": (round(dollars, 8), "None"),
                 "TokensUsed": (answer.usage.total_tokens, "Count"),

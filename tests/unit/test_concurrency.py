@@ -16,7 +16,7 @@ from semcache.bootstrap import build_policy
 from semcache.core.batching import EmbedBatcher
 from semcache.core.errors import EmbedderError, UpstreamError
 from semcache.core.models import Answer, CacheInfo, Completion, Message, Prompt, Usage
-from semcache.core.service import EMBEDDER_BUSY, NOT_STORED_BUSY, CacheService, Policy
+from semcache.core.service import EMBEDDER_BUSY, STORED_LATER, CacheService, Policy
 from semcache.metrics import Metrics
 from semcache.settings import Settings
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
@@ -183,12 +183,49 @@ async def test_a_burst_that_would_queue_past_the_budget_goes_to_the_llm_at_once(
     answers = await asyncio.gather(*(service.answer(ask(t), tenant="t") for t in texts))
     assert [a.text for a in answers] == [f"answer to {t}" for t in texts], "every caller answered, by the LLM"
     assert all(a.cache.status == "miss" for a in answers)
-    skipped = [a for a in answers if a.cache.reason in (EMBEDDER_BUSY, NOT_STORED_BUSY)]
+    skipped = [a for a in answers if a.cache.reason in (EMBEDDER_BUSY, STORED_LATER)]
     assert len(skipped) >= 20, "a queue of 40 x 10 ms against a 50 ms budget: most skip the semantic tier"
     assert len(skipped) <= 38, "those queued within the budget are looked up"
     assert embedder.texts < 1 + len(texts), "skipped lookups embed nothing while the model is saturated"
-    for a in skipped:  # stored only if the model had caught up when the LLM answered; said either way
-        assert (a.cache.entry_id is None) == (a.cache.reason == NOT_STORED_BUSY)
+    for a in skipped:  # stored at once if the model had caught up when the LLM answered, else later
+        assert (a.cache.entry_id is None) == (a.cache.reason == STORED_LATER)
+    assert any(a.cache.reason == STORED_LATER for a in skipped), "the LLM answered at once: the model was still busy"
+    await asyncio.wait_for(service.stored(), timeout=10)
+    assert service.deferred == 0
+    repeats = await asyncio.gather(*(service.answer(ask(t), tenant="t") for t in texts))
+    assert all((r.cache.status, r.cache.tier) == ("hit", "exact") for r in repeats), "every answer was kept"
+    assert len(llm.prompts) == 1 + len(texts)
+
+
+async def test_a_flush_drops_the_answers_waiting_to_be_stored() -> None:
+    embedder = SleepyEmbedder(0.01)
+    policy = Policy(min_similarity=0.95, embed_wait_budget_s=0.05)
+    service = CacheService(
+        embedder=embedder, store=MemoryStore(), llm=ScriptedLLM(), policy=policy, embed_batch=1, embed_concurrency=1
+    )
+    await service.answer(ask("a first question to time the model"), tenant="t")
+    texts = [f"india{i} juliet{i} kilo{i} lima{i}" for i in range(40)]
+    answers = await asyncio.gather(*(service.answer(ask(t), tenant="t") for t in texts))
+    later = [t for t, a in zip(texts, answers, strict=True) if a.cache.reason == STORED_LATER]
+    assert later, "the LLM answered at once: the model was still busy"
+    assert service.deferred
+    await service.flush(tenant="t")
+    assert service.deferred == 0
+    await asyncio.wait_for(service.stored(), timeout=10)
+    assert service.deferred == 0
+    again = await asyncio.gather(*(service.answer(ask(t), tenant="t") for t in later))
+    assert not any(a.cache.status == "hit" for a in again), "a flushed tenant's deferred answers were not stored"
+
+
+async def test_closing_the_service_stops_its_deferred_stores() -> None:
+    policy = Policy(min_similarity=0.95, embed_wait_budget_s=0.05)
+    service = CacheService(embedder=SleepyEmbedder(0.01), store=MemoryStore(), llm=ScriptedLLM(), policy=policy,
+                           embed_batch=1, embed_concurrency=1)  # fmt: skip
+    await service.answer(ask("a first question to time the model"), tenant="t")
+    await asyncio.gather(*(service.answer(ask(f"mike{i} november{i} oscar{i}"), tenant="t") for i in range(40)))
+    assert service.deferred
+    await service.close()
+    assert service.deferred == 0
 
 
 async def test_a_skipped_lookup_stores_its_answer_once_the_model_has_caught_up() -> None:
@@ -218,7 +255,7 @@ def test_the_wait_budget_cannot_be_negative() -> None:
 def test_metrics_count_the_lookups_skipped_for_a_busy_embedder() -> None:
     lines: list[str] = []
     metrics = Metrics(emf_namespace="test", write=lines.append)
-    for reason in (EMBEDDER_BUSY, NOT_STORED_BUSY, None):
+    for reason in (EMBEDDER_BUSY, STORED_LATER, None):
         answer = Answer(text="a", model="m", usage=Usage(1, 1), cache=CacheInfo(status="miss", reason=reason))
         metrics.record(answer, route="/api/query")
     assert metrics.snapshot()["lookup_skipped_busy"] == 2

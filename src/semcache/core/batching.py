@@ -44,6 +44,11 @@ class EmbedBatcher:
         self._in_runs = 0  # texts in model runs under way
         self._text_cost_s: float | None = None  # seconds of a run per text, recent runs weighted most
 
+    @property
+    def max_batch(self) -> int:
+        """The most texts one model run takes."""
+        return self._max_batch
+
     def backlog_s(self) -> float:
         """About how long a text queued now would wait for its model run to start: the texts waiting and in runs,
         shared among the runners, at the recent cost per text. 0 while a runner is free, and until a run has

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -30,7 +31,10 @@ log = logging.getLogger("semcache")
 
 EMBEDDER_BUSY = "embedder busy: semantic lookup skipped"
 """The reason on a miss whose semantic lookup would have waited longer than Policy.embed_wait_budget_s."""
-NOT_STORED_BUSY = "embedder busy: semantic lookup skipped, answer not stored"
+STORED_LATER = "embedder busy: semantic lookup skipped, answer stored once the model is free"
+DEFERRED_MAX = 4096
+"""Answers waiting to be stored for a free model; beyond this the oldest are dropped (the cache is optional)."""
+DEFERRED_POLL_S = 0.05
 
 MAX_TTL_SECONDS = 365 * 86400
 
@@ -122,6 +126,11 @@ class CacheService:
         self._embedder = embedder
         self._batcher = EmbedBatcher(embedder, max_batch=embed_batch, concurrency=embed_concurrency)
         self._inflight: dict[str, asyncio.Future[Answer]] = {}
+        # Answers to store when the model is free (text to embed, entry, its TTL), and the task storing them.
+        self._deferred: deque[tuple[str, Entry, int]] = deque(maxlen=DEFERRED_MAX)
+        self._deferring: asyncio.Task[None] | None = None
+        self._storing = 0  # deferred answers being embedded and stored now
+        self._removals = 0  # deletes and flushes so far: a deferred store that saw one since it began is dropped
         self._breaker = _Breaker(monotonic)
         self._store = store
         self._llm = llm
@@ -228,8 +237,9 @@ class CacheService:
             tenant=asked.tenant,
         )
         if note == EMBEDDER_BUSY and self._embedder_busy():
-            # Still saturated: queueing now would make this answer wait after all.
-            return replace(answer, cache=CacheInfo(status="miss", reason=NOT_STORED_BUSY, freshness=freshness))
+            # Still saturated: queueing now would make this answer wait after all. Stored once the model is free.
+            self._defer(asked.normalized, entry, ttl)
+            return replace(answer, cache=CacheInfo(status="miss", reason=STORED_LATER, freshness=freshness))
         try:
             if vector is None:
                 vector = await self._embed(asked.normalized)
@@ -257,6 +267,54 @@ class CacheService:
 
     def _embedder_busy(self) -> bool:
         return self._batcher.backlog_s() > self._policy.embed_wait_budget_s
+
+    def _defer(self, text: str, entry: Entry, ttl: int) -> None:
+        self._deferred.append((text, entry, ttl))
+        if self._deferring is None:
+            self._deferring = asyncio.get_running_loop().create_task(self._store_deferred())
+
+    async def _store_deferred(self) -> None:
+        """Store the deferred answers, oldest first, a batch at a time whenever a model runner is free; an answer
+        keeps the deadline it was given when it came back from the LLM."""
+        try:
+            while self._deferred:
+                if self._batcher.backlog_s() > 0 or not self._breaker.closed():
+                    await asyncio.sleep(DEFERRED_POLL_S)
+                    continue
+                jobs = [self._deferred.popleft() for _ in range(min(len(self._deferred), self._batcher.max_batch))]
+                removals, self._storing = self._removals, len(jobs)
+                try:
+                    vectors = await asyncio.gather(*(self._embed(text) for text, _, _ in jobs))
+                    if self._removals != removals:
+                        continue  # a delete or flush came meanwhile: it may have meant these
+                    for (_, entry, ttl), vector in zip(jobs, vectors, strict=True):
+                        remaining = ttl - int(self._clock() - entry.created_at)
+                        if remaining >= 1:
+                            await self._store.put(entry, vector, remaining)
+                except (StoreError, EmbedderError) as exc:
+                    log.warning("could not store %d deferred answers: %s", len(jobs), exc)
+                finally:
+                    self._storing = 0
+        finally:
+            self._deferring = None
+
+    @property
+    def deferred(self) -> int:
+        """Answers waiting for a free model to be stored, or being stored."""
+        return len(self._deferred) + self._storing
+
+    async def stored(self) -> None:
+        """Return once the deferred answers are stored (or dropped)."""
+        while (task := self._deferring) is not None:
+            await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """Stop storing deferred answers (they are dropped: the cache is optional)."""
+        task, self._deferring = self._deferring, None
+        self._deferred.clear()
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _lookup(self, asked: _Asked) -> tuple[Answer | None, Vector | None, str | None]:
         """Exact tier, then semantic tier; returns the hit (or None), the query's vector if one was computed, and
@@ -305,6 +363,8 @@ class CacheService:
 
     async def delete(self, entry_id: str, *, tenant: str | None) -> bool:
         """Remove one entry of tenant (any tenant's if None); True if it existed."""
+        self._removals += 1
+        self._drop_deferred(lambda e: e.id == entry_id and (tenant is None or e.tenant == tenant))
         if tenant is not None:
             entry = await self._store.get(entry_id)
             if entry is None or entry.tenant != tenant:
@@ -313,7 +373,14 @@ class CacheService:
 
     async def flush(self, *, tenant: str | None, scope: str | None = None) -> int:
         """Remove the entries of tenant (every tenant's if None), optionally of one scope only."""
+        self._removals += 1
+        self._drop_deferred(lambda e: (tenant is None or e.tenant == tenant) and (scope is None or e.scope == scope))
         return await self._store.flush(tenant=tenant, scope=scope)
+
+    def _drop_deferred(self, matches: Callable[[Entry], bool]) -> None:
+        kept = [job for job in self._deferred if not matches(job[1])]
+        self._deferred.clear()
+        self._deferred.extend(kept)
 
     def _calibration_key(self, tenant: str) -> str:
         """Verdicts count for one tenant and one matcher: a retrained verifier's confidences start afresh."""
