@@ -285,9 +285,9 @@ class CacheService:
                 removals, self._storing = self._removals, len(jobs)
                 try:
                     vectors = await asyncio.gather(*(self._embed(text) for text, _, _ in jobs))
-                    if self._removals != removals:
-                        continue  # a delete or flush came meanwhile: it may have meant these
                     for (_, entry, ttl), vector in zip(jobs, vectors, strict=True):
+                        if self._removals != removals:
+                            break  # a delete or flush came meanwhile: it may have meant these
                         remaining = ttl - int(self._clock() - entry.created_at)
                         if remaining >= 1:
                             await self._store.put(entry, vector, remaining)
