@@ -99,4 +99,4 @@ def build_handler(settings: Settings | None = None, *, secrets: SecretSource | N
         ttl_s=settings.secrets_cache_ttl_s, extension_port=settings.secrets_extension_port
     )
     settings = resolve_secrets(settings, secrets)
-    return LambdaEntry(build(settings))
+    return LambdaEntry(build(settings, one_request_at_a_time=True))  # Lambda sends an instance one event at a time

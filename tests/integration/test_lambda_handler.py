@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from semcache.core.errors import ConfigError
@@ -74,6 +77,23 @@ def test_a_miss_then_a_hit_in_the_same_process(
     assert metrics[1]["TokensSaved"] > 0
     assert "LLMLatency" not in metrics[1]
     assert q not in json.dumps(metrics), "prompts are never written to the metric log"
+
+
+def test_the_handler_embeds_on_the_invoking_thread(entry: LambdaEntry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instance serves one event at a time: no hand-off to a runner thread (about 1 ms per semantic hit)."""
+    embedder = entry.components.service.embedder
+    threads: list[int] = []
+    real = embedder.embed
+
+    def recording(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        threads.append(threading.get_ident())
+        return real(texts)
+
+    monkeypatch.setattr(embedder, "embed", recording)
+    response = entry(event("http_api_v2_query.json", {"query": f"How far is the Moon {uuid.uuid4().hex[:6]}?"}), None)
+    assert json.loads(response["body"])["cache"]["status"] == "miss"
+    assert threads
+    assert set(threads) == {threading.get_ident()}
 
 
 def test_health_and_bad_input_through_the_handler(entry: LambdaEntry) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Sequence
 
@@ -269,3 +270,24 @@ def test_the_wait_budget_is_set_by_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SEMCACHE_EMBED_WAIT_BUDGET_MS", "-1")
     with pytest.raises(ValueError, match="embed_wait_budget_ms"):
         Settings()
+
+
+async def test_an_inline_batcher_embeds_on_the_callers_thread_and_reports_failures_as_embedder_errors() -> None:
+    threads: list[int] = []
+
+    class Recording(BagOfWordsEmbedder):
+        def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+            threads.append(threading.get_ident())
+            if self.fail:
+                raise RuntimeError("model file corrupt")
+            return super().embed(texts)
+
+    embedder = Recording()
+    batcher = EmbedBatcher(embedder, inline=True)
+    vector = await batcher.embed("one text")
+    assert np.allclose(vector, BagOfWordsEmbedder().embed(["one text"])[0])
+    assert threads == [threading.get_ident()]
+    assert batcher.backlog_s() == 0.0
+    embedder.fail = True
+    with pytest.raises(EmbedderError, match="model file corrupt"):
+        await batcher.embed("another")

@@ -29,13 +29,22 @@ class EmbedBatcher:
     """Embeds texts for many concurrent callers with at most `concurrency` model runs at a time."""
 
     def __init__(
-        self, embedder: Embedder, *, max_batch: int = 16, concurrency: int = 1, length_spread: float = 1.5
+        self,
+        embedder: Embedder,
+        *,
+        max_batch: int = 16,
+        concurrency: int = 1,
+        length_spread: float = 1.5,
+        inline: bool = False,
     ) -> None:
         """length_spread: texts share a run only when their lengths (in characters) are within this ratio of the
-        oldest waiting text's (1.5 measured best here, bench/batching.py; infinity batches regardless of length)."""
+        oldest waiting text's (1.5 measured best here, bench/batching.py; infinity batches regardless of length).
+        inline: embed on the caller's thread, blocking the event loop, for a process that serves one request at a
+        time (a Lambda instance): no hand-off to a runner thread and back, nothing to batch."""
         if max_batch < 1 or concurrency < 1 or length_spread < 1:
             raise ValueError("max_batch and concurrency must be at least 1, length_spread at least 1.0")
         self._embedder = embedder
+        self._inline = inline
         self._max_batch = max_batch
         self._length_spread = length_spread
         self._concurrency = concurrency
@@ -59,6 +68,13 @@ class EmbedBatcher:
 
     async def embed(self, text: str) -> Vector:
         """The unit vector of text."""
+        if self._inline:
+            try:
+                return np.asarray(self._embedder.embed([text])[0], dtype=np.float32)
+            except EmbedderError:
+                raise
+            except Exception as exc:  # the caller degrades to no cache
+                raise EmbedderError(f"embedding failed: {exc!r}") from exc
         future: asyncio.Future[Vector] = asyncio.get_running_loop().create_future()
         self._queue.append((text, future))
         if self._running < self._concurrency:

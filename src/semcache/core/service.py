@@ -121,10 +121,15 @@ class CacheService:
         clock: Callable[[], float] = time.time,
         embed_batch: int = 16,
         embed_concurrency: int = 1,
+        embed_inline: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """embed_inline: embed on the event loop's thread (semcache.core.batching.EmbedBatcher), for a process that
+        serves one request at a time."""
         self._embedder = embedder
-        self._batcher = EmbedBatcher(embedder, max_batch=embed_batch, concurrency=embed_concurrency)
+        self._batcher = EmbedBatcher(
+            embedder, max_batch=embed_batch, concurrency=embed_concurrency, inline=embed_inline
+        )
         self._inflight: dict[str, asyncio.Future[Answer]] = {}
         # Answers to store when the model is free (text to embed, entry, its TTL), and the task storing them.
         self._deferred: deque[tuple[str, Entry, int]] = deque(maxlen=DEFERRED_MAX)
