@@ -14,9 +14,10 @@ import pytest
 
 from semcache.adapters.memory_store import MemoryStore
 from semcache.bootstrap import build_policy
+from semcache.core import service as service_module
 from semcache.core.batching import EmbedBatcher
 from semcache.core.errors import EmbedderError, UpstreamError
-from semcache.core.models import Answer, CacheInfo, Completion, Message, Prompt, Usage
+from semcache.core.models import Answer, CacheInfo, Completion, Entry, Message, Prompt, Usage
 from semcache.core.service import EMBEDDER_BUSY, STORED_LATER, CacheService, Policy
 from semcache.metrics import Metrics
 from semcache.settings import Settings
@@ -291,3 +292,24 @@ async def test_an_inline_batcher_embeds_on_the_callers_thread_and_reports_failur
     embedder.fail = True
     with pytest.raises(EmbedderError, match="model file corrupt"):
         await batcher.embed("another")
+
+
+def test_the_deferred_answers_are_bounded_in_number_and_in_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service_module, "DEFERRED_MAX", 3)
+    monkeypatch.setattr(service_module, "DEFERRED_MAX_CHARS", 100)
+    deferred = service_module._Deferred()
+
+    def entry(i: int, size: int) -> Entry:
+        return Entry(id=f"e{i}", scope="s", query="q", response="a" * (size - 1), model="m", usage=Usage(1, 1),
+                     created_at=0.0, tenant="t")  # fmt: skip
+
+    for i in range(4):
+        deferred.add("q", entry(i, 10), ttl=60)
+    assert [e.id for _, e, _ in deferred.take(10)] == ["e1", "e2", "e3"], "the oldest went first"
+    assert (len(deferred), deferred.chars) == (0, 0)
+    deferred.add("q", entry(4, 60), ttl=60)
+    deferred.add("q", entry(5, 50), ttl=60)  # 110 characters in all: e4 goes
+    assert (len(deferred), deferred.chars) == (1, 50)
+    deferred.add("q", entry(6, 20), ttl=60)
+    deferred.drop(lambda e: e.id == "e5")
+    assert (len(deferred), deferred.chars) == (1, 20)

@@ -33,7 +33,9 @@ EMBEDDER_BUSY = "embedder busy: semantic lookup skipped"
 """The reason on a miss whose semantic lookup would have waited longer than Policy.embed_wait_budget_s."""
 STORED_LATER = "embedder busy: semantic lookup skipped, answer stored once the model is free"
 DEFERRED_MAX = 4096
-"""Answers waiting to be stored for a free model; beyond this the oldest are dropped (the cache is optional)."""
+DEFERRED_MAX_CHARS = 32_000_000
+"""Answers waiting for a free model to be stored: at most this many, of at most this many characters (questions and
+answers) in all; beyond either the oldest are dropped (the cache is optional, the process's memory is not)."""
 DEFERRED_POLL_S = 0.05
 
 MAX_TTL_SECONDS = 365 * 86400
@@ -132,7 +134,7 @@ class CacheService:
         )
         self._inflight: dict[str, asyncio.Future[Answer]] = {}
         # Answers to store when the model is free (text to embed, entry, its TTL), and the task storing them.
-        self._deferred: deque[tuple[str, Entry, int]] = deque(maxlen=DEFERRED_MAX)
+        self._deferred = _Deferred()
         self._deferring: asyncio.Task[None] | None = None
         self._storing = 0  # deferred answers being embedded and stored now
         self._removals = 0  # deletes and flushes so far: a deferred store that saw one since it began is dropped
@@ -274,7 +276,7 @@ class CacheService:
         return self._batcher.backlog_s() > self._policy.embed_wait_budget_s
 
     def _defer(self, text: str, entry: Entry, ttl: int) -> None:
-        self._deferred.append((text, entry, ttl))
+        self._deferred.add(text, entry, ttl)
         if self._deferring is None:
             self._deferring = asyncio.get_running_loop().create_task(self._store_deferred())
 
@@ -286,7 +288,7 @@ class CacheService:
                 if self._batcher.backlog_s() > 0 or not self._breaker.closed():
                     await asyncio.sleep(DEFERRED_POLL_S)
                     continue
-                jobs = [self._deferred.popleft() for _ in range(min(len(self._deferred), self._batcher.max_batch))]
+                jobs = self._deferred.take(self._batcher.max_batch)
                 removals, self._storing = self._removals, len(jobs)
                 try:
                     vectors = await asyncio.gather(*(self._embed(text) for text, _, _ in jobs))
@@ -369,7 +371,7 @@ class CacheService:
     async def delete(self, entry_id: str, *, tenant: str | None) -> bool:
         """Remove one entry of tenant (any tenant's if None); True if it existed."""
         self._removals += 1
-        self._drop_deferred(lambda e: e.id == entry_id and (tenant is None or e.tenant == tenant))
+        self._deferred.drop(lambda e: e.id == entry_id and (tenant is None or e.tenant == tenant))
         if tenant is not None:
             entry = await self._store.get(entry_id)
             if entry is None or entry.tenant != tenant:
@@ -379,13 +381,8 @@ class CacheService:
     async def flush(self, *, tenant: str | None, scope: str | None = None) -> int:
         """Remove the entries of tenant (every tenant's if None), optionally of one scope only."""
         self._removals += 1
-        self._drop_deferred(lambda e: (tenant is None or e.tenant == tenant) and (scope is None or e.scope == scope))
+        self._deferred.drop(lambda e: (tenant is None or e.tenant == tenant) and (scope is None or e.scope == scope))
         return await self._store.flush(tenant=tenant, scope=scope)
-
-    def _drop_deferred(self, matches: Callable[[Entry], bool]) -> None:
-        kept = [job for job in self._deferred if not matches(job[1])]
-        self._deferred.clear()
-        self._deferred.extend(kept)
 
     def _calibration_key(self, tenant: str) -> str:
         """Verdicts count for one tenant and one matcher: a retrained verifier's confidences start afresh."""
@@ -462,6 +459,43 @@ def _shared(answer: Answer) -> Answer:
         info = replace(info, status="hit", tier="exact", reason="coalesced with an identical request in flight")
     saved = answer.usage if answer.usage.total_tokens else answer.saved_usage
     return replace(answer, cache=info, usage=Usage(), saved_usage=saved, completion=None, llm_ms=None)
+
+
+class _Deferred:
+    """Answers to store when the model is free, oldest first, bounded in count and in characters."""
+
+    def __init__(self) -> None:
+        self._jobs: deque[tuple[str, Entry, int]] = deque()
+        self.chars = 0
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def add(self, text: str, entry: Entry, ttl: int) -> None:
+        """Keep (text to embed, entry, TTL), dropping the oldest beyond the bounds."""
+        self._jobs.append((text, entry, ttl))
+        self.chars += _chars(entry)
+        while len(self._jobs) > DEFERRED_MAX or self.chars > DEFERRED_MAX_CHARS:
+            self.chars -= _chars(self._jobs.popleft()[1])
+
+    def take(self, n: int) -> list[tuple[str, Entry, int]]:
+        """The n oldest (or all, if fewer)."""
+        jobs = [self._jobs.popleft() for _ in range(min(n, len(self._jobs)))]
+        self.chars -= sum(_chars(job[1]) for job in jobs)
+        return jobs
+
+    def drop(self, matches: Callable[[Entry], bool]) -> None:
+        """Forget the answers whose entries match."""
+        self._jobs = deque(job for job in self._jobs if not matches(job[1]))
+        self.chars = sum(_chars(job[1]) for job in self._jobs)
+
+    def clear(self) -> None:
+        self._jobs.clear()
+        self.chars = 0
+
+
+def _chars(entry: Entry) -> int:
+    return len(entry.query) + len(entry.response)
 
 
 def _retrieve(future: asyncio.Future[Answer]) -> None:
