@@ -63,7 +63,8 @@ class Policy:
     embed_wait_budget_s: float = 0.25
     """A request whose embedding would wait longer than this behind others' (a burst of new questions saturating
     the model) skips the semantic tier and goes to the LLM at once, as it would without a cache; its answer is
-    stored only if the model has caught up by the time it comes back. math.inf: always wait."""
+    stored with the response if the model has caught up by then, else in the background once a runner is free.
+    math.inf: always wait."""
 
     def __post_init__(self) -> None:
         check_ttl(self.ttl_seconds, "ttl_seconds")
