@@ -168,7 +168,7 @@ async def test_the_backlog_is_zero_until_a_run_is_timed_then_grows_with_the_queu
     assert batcher.backlog_s() == 0.0, "a free runner means no wait"
     waiting = [asyncio.ensure_future(batcher.embed(f"text {i}")) for i in range(10)]
     await asyncio.sleep(0)  # all queued, the first in its run
-    assert 10 * 0.02 * 0.9 <= batcher.backlog_s() <= 10 * 0.02 * 3
+    assert 10 * 0.02 * 0.9 <= batcher.backlog_s() <= 10 * 0.02 * 10, "10 texts ahead at 20 ms or more each"
     await asyncio.gather(*waiting)
     assert batcher.backlog_s() == 0.0
 
