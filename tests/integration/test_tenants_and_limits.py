@@ -147,6 +147,7 @@ def test_flush_and_admin_operations(keyed_api: ApiServer) -> None:
         stats = admin.get("/v1/cache/stats").json()
         assert stats["hit"] >= 1
         assert stats["requests"] >= stats["hit"] + stats["miss"]
+        assert (stats["lookup_skipped_busy"], stats["deferred_stores"]) == (0, 0), "nothing here queued the model"
 
 
 def test_limits_name_the_field(keyed_api: ApiServer) -> None:
