@@ -221,3 +221,22 @@ async def test_verdicts_that_say_nothing_about_the_matcher_are_not_counted(servi
     assert exact.removed
     assert exact.confidence is None, "an exact hit's verdict is on the answer, not the matcher"
     assert await service.feedback_log("t") == []
+
+
+async def test_closing_stops_the_refreshes_under_way() -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def read(tenant: str) -> dict[int, tuple[int, int]]:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # a read that never returns: Redis black-holed
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return {}
+
+    thresholds = TenantThresholds(read, base=0.8, max_error=0.1, refresh_s=30, monotonic=lambda: 0.0)
+    assert thresholds.get("acme") == 0.8
+    await started.wait()
+    await asyncio.wait_for(thresholds.close(), timeout=5)
+    assert cancelled.is_set(), "the store is closed after this: nothing may still be reading from it"

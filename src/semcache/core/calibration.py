@@ -114,6 +114,13 @@ class TenantThresholds:
         self._known[tenant] = (threshold, self._now())
         return threshold
 
+    async def close(self) -> None:
+        """Stop the refreshes under way (before the store they read from is closed)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _refresh(self, tenant: str) -> None:
         try:
             await self.refresh(tenant)

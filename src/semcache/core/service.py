@@ -317,12 +317,14 @@ class CacheService:
             await asyncio.shield(task)
 
     async def close(self) -> None:
-        """Stop storing deferred answers (they are dropped: the cache is optional)."""
+        """Stop the background work before the store is closed: the deferred answers (dropped: the cache is
+        optional) and the tenants' threshold refreshes."""
         task, self._deferring = self._deferring, None
         self._deferred.clear()
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        await self._thresholds.close()
 
     async def _lookup(self, asked: _Asked) -> tuple[Answer | None, Vector | None, str | None]:
         """Exact tier, then semantic tier; returns the hit (or None), the query's vector if one was computed, and
