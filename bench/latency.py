@@ -54,7 +54,7 @@ from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.adapters.redis_store import RedisStore
 from semcache.core.fingerprint import normalize_text, scope_fingerprint
 from semcache.core.models import Answer
-from semcache.core.service import EMBEDDER_BUSY, STORED_LATER, CacheService, Policy
+from semcache.core.service import BUSY_REASONS, STORED_LATER, CacheService, Policy
 
 _counter = itertools.count()
 
@@ -257,7 +257,7 @@ async def _storm(service: CacheService, llm: InstantLLM, texts: list[str], tenan
         "p99_s": round(pct(took, 0.99), 2),
         "llm_calls": llm.calls - calls,
         "errors": len(results) - len(answers),
-        "lookup_skipped": sum(a.cache.reason in (EMBEDDER_BUSY, STORED_LATER) for a in answers),
+        "lookup_skipped": sum(a.cache.reason in BUSY_REASONS for a in answers),
         "stored_at_once": sum(a.cache.status == "miss" and a.cache.entry_id is not None for a in answers),
         "stored_later": sum(a.cache.reason == STORED_LATER for a in answers),
     }

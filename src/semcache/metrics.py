@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from semcache.core.models import Answer, Usage
-from semcache.core.service import EMBEDDER_BUSY, STORED_LATER
+from semcache.core.service import BUSY_REASONS
 
 _SAMPLES = 2048
 
@@ -75,6 +75,7 @@ class Metrics:
     def record(self, answer: Answer, *, route: str) -> None:
         """Count one answered request."""
         c = answer.cache
+        skipped = c.reason in BUSY_REASONS
         saved = answer.saved_usage or Usage()
         dollars = self._prices.dollars(saved)
         with self._lock:
@@ -82,8 +83,7 @@ class Metrics:
             self._counts[c.status] += 1
             if c.tier is not None:
                 self._counts[c.tier] += 1
-            if c.reason in (EMBEDDER_BUSY, STORED_LATER):
-                self._counts["lookup_skipped_busy"] += 1
+            self._counts["lookup_skipped_busy"] += skipped
             self._tokens_saved += saved.total_tokens
             self._dollars_saved += dollars
             if answer.lookup_ms is not None:
@@ -97,7 +97,7 @@ class Metrics:
                 "Bypass": (int(c.status == "bypass"), "Count"),
                 "ExactHit": (int(c.tier == "exact"), "Count"),
                 "SemanticHit": (int(c.tier == "semantic"), "Count"),
-                "LookupSkippedBusy": (int(c.reason in (EMBEDDER_BUSY, STORED_LATER)), "Count"),
+                "LookupSkippedBusy": (int(skipped), "Count"),
                 "TokensSaved": (saved.total_tokens, "Count"),
                 "DollarsSaved": (round(dollars, 8), "None"),
                 "TokensUsed": (answer.usage.total_tokens, "Count"),

@@ -74,7 +74,7 @@ class EmbedBatcher:
             except EmbedderError:
                 raise
             except Exception as exc:  # the caller degrades to no cache
-                raise EmbedderError(f"embedding failed: {exc!r}") from exc
+                raise _embedder_error(exc) from exc
         future: asyncio.Future[Vector] = asyncio.get_running_loop().create_future()
         self._queue.append((text, future))
         if self._running < self._concurrency:
@@ -121,7 +121,7 @@ class EmbedBatcher:
         try:
             vectors = await asyncio.to_thread(self._embedder.embed, [batch[i][0] for i in order])
         except Exception as exc:  # noqa: BLE001 - handed to every waiting caller, who degrade to no cache
-            error = exc if isinstance(exc, EmbedderError) else EmbedderError(f"embedding failed: {exc!r}")
+            error = _embedder_error(exc)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
@@ -135,3 +135,8 @@ class EmbedBatcher:
             future = batch[i][1]
             if not future.done():
                 future.set_result(np.asarray(vectors[row], dtype=np.float32))
+
+
+def _embedder_error(exc: Exception) -> EmbedderError:
+    """exc as the EmbedderError callers expect (itself if it is one)."""
+    return exc if isinstance(exc, EmbedderError) else EmbedderError(f"embedding failed: {exc!r}")

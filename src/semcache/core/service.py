@@ -32,6 +32,8 @@ log = logging.getLogger("semcache")
 EMBEDDER_BUSY = "embedder busy: semantic lookup skipped"
 """The reason on a miss whose semantic lookup would have waited longer than Policy.embed_wait_budget_s."""
 STORED_LATER = "embedder busy: semantic lookup skipped, answer stored once the model is free"
+BUSY_REASONS = frozenset({EMBEDDER_BUSY, STORED_LATER})
+"""The reasons of a miss whose semantic lookup was skipped for a busy embedder."""
 DEFERRED_MAX = 4096
 DEFERRED_MAX_CHARS = 32_000_000
 """Answers waiting for a free model to be stored: at most this many, of at most this many characters (questions and
@@ -197,6 +199,7 @@ class CacheService:
         """Lookup (unless refreshing), then the LLM on a miss."""
         vector: Vector | None = None
         lookup_ms: float | None = None
+        note: str | None = None  # why the semantic tier was skipped, if it was
         if not self._breaker.closed():
             # The store failed moments ago: do not make this request wait for it to fail again.
             return await self._from_llm(asked.prompt, CacheInfo(status="bypass", reason="cache unavailable"))
@@ -212,12 +215,9 @@ class CacheService:
             lookup_ms = (time.perf_counter() - started) * 1000
             if hit is not None:
                 return replace(hit, lookup_ms=lookup_ms)
-            return await self._miss(asked, vector, lookup_ms, note)
-        return await self._miss(asked, vector, lookup_ms)
+        return await self._miss(asked, vector, lookup_ms, note)
 
-    async def _miss(
-        self, asked: _Asked, vector: Vector | None, lookup_ms: float | None, note: str | None = None
-    ) -> Answer:
+    async def _miss(self, asked: _Asked, vector: Vector | None, lookup_ms: float | None, note: str | None) -> Answer:
         """Call the LLM, return its answer, and store it if it is complete and may be kept (note: why the lookup
         was cut short, if it was)."""
         control = asked.control
