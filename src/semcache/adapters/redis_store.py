@@ -12,6 +12,8 @@ which brings the candidates with the KNN reply instead of a second round trip (a
 leaves them out is read with HMGET all the same).
 
 One entry is one hash, written with DEL + HSET + EXPIRE in one MULTI/EXEC: a reader sees all of it or none.
+The commands of concurrent requests (exact probes, KNN queries, writes) leave together as one pipeline per turn
+of the event loop (semcache.adapters.redis_pipelining): a burst does not run the connection pool dry.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import numpy as np
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -32,6 +34,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from semcache.adapters.knn_plans import PlanChooser
+from semcache.adapters.redis_pipelining import AutoPipeline
 from semcache.core.calibration import FEEDBACK_LOG_LIMIT, VERDICTS_TTL_S
 from semcache.core.errors import StoreError
 from semcache.core.models import JSON, Entry, Match, Usage
@@ -103,6 +106,8 @@ class RedisStore:
         self._ef_runtime, self._knn_plan = ef_runtime, knn_plan
         tag = hashlib.sha256(f"{embedder_id}|{dim}|{SCHEMA_VERSION}".encode()).hexdigest()[:10]
         self._client = client
+        self._reads = AutoPipeline(client)
+        self._writes = AutoPipeline(client, transaction=True)
         self._dim = dim
         self._key_prefix = f"{prefix}{tag}:e:"
         self._verdict_prefix = f"{prefix}{tag}:verdicts:"
@@ -251,8 +256,8 @@ class RedisStore:
         async with _translated("FT.SEARCH"):
             try:
                 started = time.perf_counter()
-                reply = await self._client.execute_command(*command)  # type: ignore[no-untyped-call]
-                if self._plans is not None:
+                (reply,), alone = await self._reads.execute_alone(command)
+                if self._plans is not None and alone:  # a round trip shared with others timed them too
                     self._plans.record(scope, batches, time.perf_counter() - started)
             except ResponseError as exc:
                 if _is_missing_index(exc):
@@ -266,7 +271,7 @@ class RedisStore:
                     command = _knn_command(self.index_name, scope, k, blob)
                 else:
                     raise
-                reply = await self._client.execute_command(*command)  # type: ignore[no-untyped-call]
+                (reply,) = await self._reads.execute(command)
             hits = _parse_knn(reply)
             now = time.time()
             rows: list[tuple[Entry | None, Vector | None]] = []
@@ -294,14 +299,7 @@ class RedisStore:
         self, keys: Sequence[str], *, with_vector: bool = False
     ) -> list[tuple[Entry | None, Vector | None]]:
         fields = (*_FIELDS, "vec") if with_vector else _FIELDS
-        replies: list[list[bytes | None]]
-        if len(keys) == 1:  # the exact tier: one command, no pipeline to build
-            replies = [cast(list[bytes | None], await self._client.hmget(keys[0], fields))]
-        else:
-            pipe = self._client.pipeline(transaction=False)
-            for key in keys:
-                pipe.hmget(key, fields)
-            replies = await pipe.execute()
+        replies = cast(list[list[bytes | None]], await self._reads.execute(*(("HMGET", key, *fields) for key in keys)))
         now = time.time()
         return [
             self._decode(key, values[: len(_FIELDS)], values[-1] if with_vector else None, now)
@@ -335,11 +333,8 @@ class RedisStore:
             "vec": np.asarray(vector, dtype=np.float32).tobytes(),
         }
         async with _translated("MULTI/EXEC"):
-            pipe = self._client.pipeline(transaction=True)
-            pipe.delete(key)
-            pipe.hset(key, mapping=cast(Any, mapping))
-            pipe.expire(key, ttl_seconds)
-            await pipe.execute()
+            fields = (x for pair in mapping.items() for x in pair)
+            await self._writes.execute(("DEL", key), ("HSET", key, *fields), ("EXPIRE", key, ttl_seconds))
 
     async def delete(self, entry_id: str) -> bool:
         """Remove an entry; True if it existed."""
@@ -418,7 +413,9 @@ class RedisStore:
         return [json.loads(item) for item in raw]
 
     async def close(self) -> None:
-        """Close the client and its connection pool."""
+        """Close the client and its connection pool (after the pipelines being sent)."""
+        await self._reads.aclose()
+        await self._writes.aclose()
         await self._client.aclose()
         await self._client.connection_pool.disconnect()
 

@@ -1,0 +1,138 @@
+"""Commands that concurrent requests issue in one turn of the event loop go to Redis together, as one pipeline.
+
+A lookup is a command or two per request. Sent one by one, every command in flight holds a connection of the
+pool until its task runs again, and when the process is busy (a burst of 1,000 requests) that is long after the
+reply came: the pool (64) runs dry and requests fail with "No connection available" although Redis is idle, so
+the cache was bypassed because we were busy, not because Redis was. Here a command goes at once when no other is
+on its way (a request alone pays nothing); otherwise it waits for the end of the loop's turn, and the commands
+queued meanwhile leave together on one connection: one write, one read, one wake-up. ioredis calls this
+auto-pipelining; redis-py has no such option.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+Command = tuple[Any, ...]
+
+
+class AutoPipeline:
+    """Runs groups of commands, each group's together, batching the groups of concurrent callers.
+
+    transaction=True wraps each pipeline in MULTI/EXEC, so a group is applied atomically (with the other groups of
+    its pipeline, which Redis then also applies at once). A group is never split across pipelines; a pipeline
+    holds about max_commands commands, and the rest of a large batch goes in further pipelines at the same time.
+    """
+
+    def __init__(self, client: Redis, *, transaction: bool = False, max_commands: int = 64) -> None:
+        if max_commands < 1:
+            raise ValueError(f"max_commands must be at least 1, got {max_commands}")
+        self._client = client
+        self._transaction = transaction
+        self._max = max_commands
+        self._queue: list[tuple[Sequence[Command], asyncio.Future[tuple[list[Any], bool]]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+        self._in_flight = 0  # round trips under way: a command issued meanwhile waits for the next turn's batch
+        self.pipelines = 0
+        """Pipelines (or lone commands) sent so far: fewer than the groups when callers were batched."""
+
+    async def execute(self, *commands: Command) -> list[Any]:
+        """The replies to these commands, in order; raises the first error among them (their own or the pipeline's)."""
+        replies, _ = await self.execute_alone(*commands)
+        return replies
+
+    async def execute_alone(self, *commands: Command) -> tuple[list[Any], bool]:
+        """execute(), and whether these commands had their round trip to themselves (so it timed them alone)."""
+        if not commands:
+            raise ValueError("no command to execute")
+        if not self._in_flight and not self._queue:  # nothing to share a round trip with: go now, in this task
+            self.pipelines += 1
+            self._in_flight += 1
+            try:
+                return self._own(commands, await self._run([commands])), True
+            finally:
+                self._in_flight -= 1
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[list[Any], bool]] = loop.create_future()
+        if not self._queue:
+            loop.call_soon(self._flush)  # after the callbacks already due this turn, which may add theirs
+        self._queue.append((commands, future))
+        return await future
+
+    def _flush(self) -> None:
+        queue, self._queue = self._queue, []
+        batch: list[tuple[Sequence[Command], asyncio.Future[tuple[list[Any], bool]]]] = []
+        size = 0
+        for group in queue:
+            if batch and size + len(group[0]) > self._max:
+                self._send_soon(batch)
+                batch, size = [], 0
+            batch.append(group)
+            size += len(group[0])
+        if batch:
+            self._send_soon(batch)
+
+    def _send_soon(self, batch: list[tuple[Sequence[Command], asyncio.Future[tuple[list[Any], bool]]]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[Sequence[Command], asyncio.Future[tuple[list[Any], bool]]]]) -> None:
+        live = [(commands, future) for commands, future in batch if not future.done()]  # callers may have gone
+        if not live:
+            return
+        self.pipelines += 1
+        self._in_flight += 1
+        try:
+            replies = await self._run([commands for commands, _ in live])
+        except asyncio.CancelledError:
+            for _, future in live:
+                future.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001  (any failure, even a bug, must reach the callers: none may hang)
+            for _, future in live:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        finally:
+            self._in_flight -= 1
+        start = 0
+        for commands, future in live:
+            mine = replies[start : start + len(commands)]
+            start += len(commands)
+            if not future.done():
+                try:
+                    future.set_result((self._own(commands, mine), len(live) == 1))
+                except Exception as exc:  # noqa: BLE001  (the caller's own error reply)
+                    future.set_exception(exc)
+
+    async def _run(self, groups: Sequence[Sequence[Command]]) -> list[Any]:
+        """One round trip: the replies to every command of groups, errors in place."""
+        if len(groups) == 1 and len(groups[0]) == 1 and not self._transaction:
+            try:
+                return [await self._client.execute_command(*groups[0][0])]  # type: ignore[no-untyped-call]
+            except ResponseError as exc:
+                return [exc]
+        pipe = self._client.pipeline(transaction=self._transaction)
+        for commands in groups:
+            for command in commands:
+                pipe.execute_command(*command)
+        return cast(list[Any], await pipe.execute(raise_on_error=False))
+
+    @staticmethod
+    def _own(commands: Sequence[Command], replies: list[Any]) -> list[Any]:
+        """A group's replies, or the first error among them raised."""
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def aclose(self) -> None:
+        """Wait for the pipelines being sent (their callers are waiting for them too)."""
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)

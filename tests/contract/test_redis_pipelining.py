@@ -1,0 +1,114 @@
+"""Auto-pipelining against the real Redis Stack: concurrent callers share round trips, and each gets its own replies
+and its own errors, never another caller's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from semcache.adapters import redis_store
+from semcache.adapters.redis_pipelining import AutoPipeline
+from semcache.adapters.redis_store import RedisStore
+from semcache.core.models import Entry, Usage
+
+from .test_store_contract import DIM, unit
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Redis]:
+    c = redis_store.connect(redis_url, timeout_s=2, connect_timeout_s=2)
+    yield c
+    await c.aclose()
+    await c.connection_pool.disconnect()
+
+
+async def _connections_received(client: Redis) -> int:
+    return int((await client.info("stats"))["total_connections_received"])
+
+
+async def test_concurrent_lookups_share_round_trips_and_connections(redis_url: str, key_prefix: str) -> None:
+    client = redis_store.connect(redis_url, timeout_s=2, connect_timeout_s=2)
+    store = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM)
+    await store.ensure_index()
+    for i in range(200):
+        await store.put(Entry(f"e{i}", "s1", f"q{i}", f"r{i}", "m", Usage(1, 1), 1.0), unit(1, i), 100)
+    observer = redis_store.connect(redis_url, timeout_s=2, connect_timeout_s=2)
+    before = await _connections_received(observer)
+    got = await asyncio.gather(*(store.get(f"e{i}") for i in range(200)))
+    opened = await _connections_received(observer) - before
+    assert [e.response if e else None for e in got] == [f"r{i}" for i in range(200)]
+    # One command each, sent one by one, 200 callers would hold up to 64 connections (the pool) at once. Here the
+    # first goes alone and the other 199 in 4 pipelines of at most 64: at most 5 connections, one already open.
+    assert opened <= 5, f"{opened} new connections for 200 concurrent lookups"
+    hits = await asyncio.gather(*(store.search("s1", unit(1, i), k=1) for i in range(40)))
+    assert [h[0].entry.response for h in hits] == [f"r{i}" for i in range(40)]
+    await client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
+    await store.close()
+    await observer.aclose()
+    await observer.connection_pool.disconnect()
+
+
+async def test_each_caller_gets_its_own_replies_in_order_across_pipelines(client: Redis, key_prefix: str) -> None:
+    pipeline = AutoPipeline(client, max_commands=3)
+    await client.mset({f"{key_prefix}{i}": str(i) for i in range(10)})
+    groups = [tuple(("GET", f"{key_prefix}{j}") for j in range(i, i + n)) for i, n in ((0, 1), (1, 2), (3, 3), (6, 4))]
+    replies = await asyncio.gather(*(pipeline.execute(*g) for g in groups))
+    assert replies == [[b"0"], [b"1", b"2"], [b"3", b"4", b"5"], [b"6", b"7", b"8", b"9"]]
+    # The first group goes at once; the others wait for the end of the turn and are never split: 2, 3, then 4 (a
+    # group larger than a pipeline goes in one of its own).
+    assert pipeline.pipelines == 4
+
+
+async def test_an_error_reaches_only_its_own_caller(client: Redis, key_prefix: str) -> None:
+    pipeline = AutoPipeline(client)
+    await client.set(f"{key_prefix}a", "1")
+    ok, refused, also_ok = await asyncio.gather(
+        pipeline.execute(("GET", f"{key_prefix}a")),
+        pipeline.execute(("FT.SEARCH", f"{key_prefix}no-such-index", "*")),
+        pipeline.execute(("GET", f"{key_prefix}a"), ("GET", f"{key_prefix}missing")),
+        return_exceptions=True,
+    )
+    assert ok == [b"1"]
+    assert isinstance(refused, ResponseError)
+    assert also_ok == [b"1", None]
+    assert pipeline.pipelines == 2  # the first alone, then the other two together
+
+
+async def test_a_caller_that_gives_up_does_not_disturb_the_others(client: Redis, key_prefix: str) -> None:
+    pipeline = AutoPipeline(client)
+    await client.set(f"{key_prefix}a", "1")
+    gone = asyncio.ensure_future(pipeline.execute(("GET", f"{key_prefix}a")))
+    staying = asyncio.ensure_future(pipeline.execute(("GET", f"{key_prefix}a")))
+    await asyncio.sleep(0)  # both queued, the pipeline not yet sent
+    gone.cancel()
+    assert await staying == [b"1"]
+    assert gone.cancelled()
+
+
+async def test_a_connection_failure_reaches_every_caller_at_once() -> None:
+    dead = redis_store.connect("redis://127.0.0.1:1/0", timeout_s=0.2, connect_timeout_s=0.2)
+    pipeline = AutoPipeline(dead)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    results = await asyncio.gather(*(pipeline.execute(("GET", "k")) for _ in range(100)), return_exceptions=True)
+    assert all(isinstance(r, Exception) for r in results)
+    assert loop.time() - started < 2
+    await pipeline.aclose()
+    await dead.aclose()
+    await dead.connection_pool.disconnect()
+
+
+async def test_transaction_groups_are_written_whole(client: Redis, key_prefix: str) -> None:
+    pipeline = AutoPipeline(client, transaction=True, max_commands=4)
+    keys = [f"{key_prefix}h{i}" for i in range(20)]
+    writes = [pipeline.execute(("DEL", k), ("HSET", k, "a", i, "b", i), ("EXPIRE", k, 60)) for i, k in enumerate(keys)]
+    results = await asyncio.gather(*writes)
+    assert all(r[1:] == [2, True] for r in results)
+    for i, k in enumerate(keys):
+        assert await client.hgetall(k) == {b"a": str(i).encode(), b"b": str(i).encode()}
