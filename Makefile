@@ -73,14 +73,14 @@ build-x86_64: sync models
 bench: sync models ## benchmarks, quick profile (a few minutes): our path, the peers side by side, HTTP load
 	$(UV) run --locked python bench/latency.py --sizes $(BENCH_SIZES)
 	$(UV) run --locked --group bench python bench/peers.py
-	$(UV) run --locked python bench/load.py --seconds 3 --max-clients 16
+	$(UV) run --locked --group bench python bench/load.py --seconds 3 --max-clients 16
 	$(UV) run --locked python bench/batching.py
 	$(UV) run --locked python bench/knn.py --quick
 
 bench-full: sync models ## the fuller profile: up to 100k entries, longer load levels
 	$(UV) run --locked python bench/latency.py --sizes 1000,10000,100000 --iterations 400 --rounds 5
 	$(UV) run --locked --group bench python bench/peers.py --iterations 600
-	$(UV) run --locked python bench/load.py --seconds 10 --max-clients 64
+	$(UV) run --locked --group bench python bench/load.py --seconds 10 --max-clients 64
 	$(UV) run --locked python bench/knn.py
 
 eval: sync models ## measure the matcher on ../shared/data: writes docs/quality/eval.json and pr_curve.png

@@ -4,8 +4,10 @@
 
 Starts everything itself and stops it afterwards: the bundled Redis Stack, the fake OpenAI server answering after
 --llm-delay-ms (1 s: a realistic model), and `semcache serve` (one uvicorn process, as `make run` starts it). The
-load generator is async httpx in this process, bounded by time and request counts; it shares the machine's two
-cores with the server, so the figures are a floor for what the server does on its own.
+load generator is an aiohttp client in this process (the `bench` group), bounded by time and request counts; it
+shares the machine's two cores with the server, so the figures are a floor for what the server does on its own.
+Not httpx: in the storm it spent 14 s of CPU on 1,000 requests (the server 9.5 s), so the figures measured the
+client; aiohttp spends 0.6-1.2 s (`docs/performance.md`).
 
 1. Hit path: closed-loop clients (1, 2, 4, ... --max-clients) sending exact repeats, then paraphrases the matcher
    serves (semantic hits); per level: throughput, p50, p99. Reported: the highest throughput whose p99 < 50 ms.
@@ -26,6 +28,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import aiohttp
 import httpx
 from _common import DATA, ROOT, bundled_redis, free_port, pct, save_result
 
@@ -42,18 +45,27 @@ def wait_for(url: str, what: str, seconds: float = 60) -> None:
     raise SystemExit(f"{what} did not start at {url}")
 
 
-async def query(client: httpx.AsyncClient, text: str) -> tuple[float, int, dict[str, Any]]:
+async def query(client: aiohttp.ClientSession, text: str) -> tuple[float, int, dict[str, Any]]:
     started = time.perf_counter()
     try:
-        reply = await client.post("/api/query", json={"query": text})
-    except httpx.HTTPError as exc:  # counted as an error (status 0), not a crash of the benchmark
+        async with client.post("/api/query", json={"query": text}) as reply:
+            json_reply = reply.content_type == "application/json"
+            body = await reply.json() if json_reply else {}
+            status = reply.status
+    except (aiohttp.ClientError, TimeoutError) as exc:  # counted as an error (status 0), not a crash of the bench
         return (time.perf_counter() - started) * 1e3, 0, {"error": repr(exc)}
-    elapsed = (time.perf_counter() - started) * 1e3
-    body = reply.json() if reply.headers.get("content-type", "").startswith("application/json") else {}
-    return elapsed, reply.status_code, body
+    return (time.perf_counter() - started) * 1e3, status, body
 
 
-async def closed_loop(client: httpx.AsyncClient, texts: list[str], clients: int, seconds: float) -> dict[str, Any]:
+def session(base_url: str, connections: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        base_url=base_url,
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=120),
+    )
+
+
+async def closed_loop(client: aiohttp.ClientSession, texts: list[str], clients: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     served = 0
@@ -85,8 +97,8 @@ async def closed_loop(client: httpx.AsyncClient, texts: list[str], clients: int,
 
 async def run(args: argparse.Namespace, api: str, fake: str) -> dict[str, Any]:
     pairs = json.loads((DATA / "gptcache" / "mock_data.json").read_text())[: args.questions]
-    limits = httpx.Limits(max_connections=args.storm + 16, max_keepalive_connections=args.storm + 16)
-    async with httpx.AsyncClient(base_url=api, timeout=120, limits=limits) as client:
+    connections = args.storm + 16
+    async with session(api, connections) as client:
         # Store the statements (misses, concurrently), then find the paraphrases the matcher serves. A zero-width
         # space makes each paraphrase request new to the exact tier (the tokenizer drops it), so a paraphrase
         # never becomes an exact hit of itself.
@@ -128,12 +140,13 @@ async def run(args: argparse.Namespace, api: str, fake: str) -> dict[str, Any]:
                       f"p99 {r['p99_ms']:7.2f} ms, hits {r['hit_share']:.2f}, errors {r['errors']}",
                       file=sys.stderr)  # fmt: skip
 
-    # Miss storm and burst: every request in flight at once, on fresh connections (the server closes idle
+    # Miss storm and burst: every request in flight at once, each on fresh connections (the server closes idle
     # keep-alive connections after 5 s; reusing one it is closing would be the client's error, not the server's).
-    async with httpx.AsyncClient(base_url=api, timeout=120, limits=limits) as client:
-        out: dict[str, Any] = {}
-        for label in ("distinct", "identical"):
-            await httpx.AsyncClient(base_url=fake).post("/_fake/reset")
+    out: dict[str, Any] = {}
+    for label in ("distinct", "identical"):
+        async with session(api, connections) as client, session(fake, 4) as control:
+            async with control.post("/_fake/reset") as reply:
+                reply.raise_for_status()
             tag = uuid.uuid4().hex[:8]
             if label == "distinct":
                 texts = [f"Storm question {i} of run {tag}: what is {i} squared?" for i in range(args.storm)]
@@ -142,7 +155,8 @@ async def run(args: argparse.Namespace, api: str, fake: str) -> dict[str, Any]:
             started = time.perf_counter()
             results = await asyncio.gather(*(query(client, t) for t in texts))
             wall = time.perf_counter() - started
-            stats = (await httpx.AsyncClient(base_url=fake).get("/_fake/stats")).json()
+            async with control.get("/_fake/stats") as reply:
+                stats = await reply.json()
             out[label] = {
                 "requests": len(texts),
                 "wall_s": round(wall, 2),

@@ -102,6 +102,7 @@ def build_store(settings: Settings, embedder: OnnxEmbedder) -> RedisStore:
         dim=embedder.dim,
         ef_runtime=settings.knn_ef_runtime,
         knn_plan=settings.knn_plan,
+        timeout_s=settings.redis_timeout_s,
     )
 
 
@@ -147,7 +148,9 @@ def build(settings: Settings, *, one_request_at_a_time: bool = False) -> Compone
     """Build every collaborator explicitly from settings. No network I/O happens here.
 
     one_request_at_a_time: the process never serves two requests at once (a Lambda instance), so embeddings run
-    on the event loop's thread: about 1 ms less per semantic hit than handing them to a runner thread and back."""
+    on the event loop's thread (about 1 ms less per semantic hit than handing them to a runner thread and back),
+    and the LLM is called through the SDK's default transport rather than aiohttp, which only pays with many
+    calls in flight."""
     limit_blas_threads()
     if settings.openai_api_key is None:
         raise ConfigError(
@@ -161,6 +164,8 @@ def build(settings: Settings, *, one_request_at_a_time: bool = False) -> Compone
         base_url=settings.openai_base_url,
         timeout_s=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
+        # many calls in flight at once on the server; one at a time on Lambda (see openai_llm)
+        transport="httpx" if one_request_at_a_time else "aiohttp",
     )
     service = CacheService(
         embedder=embedder,

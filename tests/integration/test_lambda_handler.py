@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -246,6 +247,21 @@ def test_building_the_handler_leaves_the_openai_sdk_for_later_and_numpy_on_one_t
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(("lambda_instance", "aiohttp"), [(False, True), (True, False)])
+def test_the_server_calls_the_llm_through_aiohttp_and_a_lambda_instance_through_the_sdks_default(
+    model_dir: Path, lambda_instance: bool, aiohttp: bool
+) -> None:
+    import openai
+
+    from semcache.bootstrap import build
+
+    components = build(settings(model_dir=model_dir), one_request_at_a_time=lambda_instance)
+    client = components.llm.client()
+    assert isinstance(client._client, openai.DefaultAioHttpClient) is aiohttp  # what the SDK sends requests with
+    assert client.timeout == components.settings.llm_timeout_s
+    asyncio.run(components.close())
 
 
 def test_snapstart_hooks_preload_the_sdk_and_reconnect_redis(

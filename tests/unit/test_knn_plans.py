@@ -96,6 +96,8 @@ class _Server:
         self.timeout = False
 
     async def execute_command(self, *args: object) -> list[object]:
+        if args[0] == "HMGET":
+            return list(await self.hmget(str(args[1]), tuple(str(a) for a in args[2:])))
         query = str(args[2])
         self.queries.append(query)
         if self.timeout:

@@ -3,16 +3,22 @@
 The SDK is imported when the client is first needed, not when this module is: `import openai` costs about 0.8 s
 (it loads a model class for every API type), more than the rest of a cold start, and a cache hit never needs it.
 `OpenAILLM.preload()` imports it on a background thread once init is done, so the first miss rarely waits.
+
+The HTTP transport: the SDK's default (httpx2) for a Lambda instance, which sends one request at a time; aiohttp
+(the SDK's own `DefaultAioHttpClient`, `pip install 'semcache[server]'`) for the local server, where many calls
+are in flight at once and httpx2's connection pool walks every connection on every request: in a storm of 1,000
+concurrent misses it cost the server a third of its time (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from semcache.core.errors import UpstreamError, UpstreamTimeout
+from semcache.core.errors import ConfigError, UpstreamError, UpstreamTimeout
 from semcache.core.models import Completion, Message, Prompt, Usage
 
 if TYPE_CHECKING:
@@ -20,11 +26,25 @@ if TYPE_CHECKING:
     from openai.types.responses import Response
 
 
-def connect(*, api_key: str, base_url: str | None, timeout_s: float, max_retries: int) -> openai.AsyncOpenAI:
-    """A client with a timeout that fits behind API Gateway's 30 s and few retries."""
+Transport = Literal["httpx", "aiohttp"]
+
+
+def connect(
+    *, api_key: str, base_url: str | None, timeout_s: float, max_retries: int, transport: Transport = "httpx"
+) -> openai.AsyncOpenAI:
+    """A client with a timeout that fits behind API Gateway's 30 s and few retries, on the given HTTP transport."""
     import openai
 
-    return openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries)
+    http_client = openai.DefaultAioHttpClient(timeout=timeout_s) if transport == "aiohttp" else None
+    return openai.AsyncOpenAI(
+        api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries, http_client=http_client
+    )
+
+
+def check_transport(transport: Transport) -> None:
+    """Raise ConfigError now if the transport's package is missing (not at the first miss)."""
+    if transport == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
+        raise ConfigError("the server calls the LLM through aiohttp: install it with `pip install 'semcache[server]'`")
 
 
 class OpenAILLM:
@@ -41,10 +61,17 @@ class OpenAILLM:
         base_url: str | None = None,
         timeout_s: float = 20.0,
         max_retries: int = 1,
+        transport: Transport = "httpx",
     ) -> None:
+        check_transport(transport)
         self._client = client
         self._connect = partial(
-            connect, api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries
+            connect,
+            api_key=api_key,
+            base_url=base_url,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            transport=transport,
         )
         self._lock = threading.Lock()
         self._loading: threading.Thread | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -122,7 +122,7 @@ class AutoPipeline:
         for commands in groups:
             for command in commands:
                 pipe.execute_command(*command)
-        return cast(list[Any], await pipe.execute(raise_on_error=False))
+        return await pipe.execute(raise_on_error=False)
 
     @staticmethod
     def _own(commands: Sequence[Command], replies: list[Any]) -> list[Any]:

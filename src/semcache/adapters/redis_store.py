@@ -34,6 +34,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from semcache.adapters.knn_plans import PlanChooser
+from semcache.adapters.loop_deadline import within
 from semcache.adapters.redis_pipelining import AutoPipeline
 from semcache.core.calibration import FEEDBACK_LOG_LIMIT, VERDICTS_TTL_S
 from semcache.core.errors import StoreError
@@ -60,13 +61,18 @@ _RETURNED = (str(2 + len(_FIELDS)), "dist", *_FIELDS, "vec")
 
 
 def connect(url: str, *, timeout_s: float, connect_timeout_s: float, max_connections: int = 64) -> Redis:
-    """A client that fails fast: bounded socket timeouts, no retries (the cache is optional, the LLM is not), and a
-    bounded pool whose callers wait for a free connection (within the same budget) instead of failing at once."""
+    """A client that fails fast: no retries (the cache is optional, the LLM is not) and a bounded pool whose callers
+    wait for a free connection instead of failing at once.
+
+    timeout_s is the budget of a round trip, which RedisStore(timeout_s=...) enforces without counting the event
+    loop's own lateness (semcache.adapters.loop_deadline); the socket and pool timeouts here are only a backstop
+    (backstop_s(timeout_s)) that frees a connection nobody waits for any more.
+    """
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
-        timeout=timeout_s,
-        socket_timeout=timeout_s,
+        timeout=backstop_s(timeout_s),
+        socket_timeout=backstop_s(timeout_s),
         socket_connect_timeout=connect_timeout_s,
         retry=Retry(NoBackoff(), 0),
         decode_responses=False,
@@ -76,12 +82,9 @@ def connect(url: str, *, timeout_s: float, connect_timeout_s: float, max_connect
     return Redis(connection_pool=pool)
 
 
-@asynccontextmanager
-async def _translated(what: str) -> AsyncIterator[None]:
-    try:
-        yield
-    except (RedisError, OSError, TimeoutError) as exc:
-        raise StoreError(f"redis {what} failed: {exc.__class__.__name__}: {exc}") from exc
+def backstop_s(timeout_s: float) -> float:
+    """The socket timeout under a store's budget of timeout_s: long enough that a busy event loop never trips it."""
+    return max(5.0, 4 * timeout_s)
 
 
 class RedisStore:
@@ -96,14 +99,18 @@ class RedisStore:
         dim: int,
         ef_runtime: int = EF_RUNTIME,
         knn_plan: Literal["auto", "server", "batches"] = "auto",
+        timeout_s: float | None = None,
     ) -> None:
         """knn_plan: "auto" times both plans per scope (semcache.adapters.knn_plans); "server" leaves the choice to
-        the server, "batches" forces HYBRID_POLICY BATCHES (where accepted). ef_runtime: see EF_RUNTIME."""
+        the server, "batches" forces HYBRID_POLICY BATCHES (where accepted). ef_runtime: see EF_RUNTIME.
+        timeout_s: the budget of each operation (not counting the event loop's own lateness); None leaves it to
+        the client's socket timeouts."""
         if not prefix or any(c in prefix for c in " {}"):
             raise ValueError(f"key prefix must be non-empty without spaces or braces, got {prefix!r}")
         if ef_runtime < 1 or knn_plan not in ("auto", "server", "batches"):
             raise ValueError(f"ef_runtime must be >= 1 and knn_plan auto, server or batches: {ef_runtime}, {knn_plan}")
         self._ef_runtime, self._knn_plan = ef_runtime, knn_plan
+        self._timeout_s = timeout_s
         tag = hashlib.sha256(f"{embedder_id}|{dim}|{SCHEMA_VERSION}".encode()).hexdigest()[:10]
         self._client = client
         self._reads = AutoPipeline(client)
@@ -119,6 +126,15 @@ class RedisStore:
         self._plans: PlanChooser | None = None  # once the server has accepted HYBRID_POLICY (auto)
         self._force_batches = False  # once the server has accepted HYBRID_POLICY (batches)
         self._inline = False  # once the server has accepted RETURN of the entries' (unindexed) fields
+
+    @asynccontextmanager
+    async def _translated(self, what: str) -> AsyncIterator[None]:
+        """Within the budget; Redis's errors (and running out of budget) raised as StoreError."""
+        try:
+            async with within(self._timeout_s):
+                yield
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreError(f"redis {what} failed: {exc.__class__.__name__}: {exc}") from exc
 
     def refuse(self, reason: str) -> None:
         """Turn the cache off for good (until restart): every operation fails with reason, so requests bypass it."""
@@ -159,7 +175,7 @@ class RedisStore:
         pipe.execute_command(*_knn_command(self.index_name, "probe", 1, blob, whole=True))
         pipe.execute_command(*_knn_command(self.index_name, "probe", 1, blob, ef))
         pipe.execute_command(*_knn_command(self.index_name, "probe", 1, blob, f" HYBRID_POLICY BATCHES{ef}"))
-        async with _translated("FT.SEARCH"):
+        async with self._translated("FT.SEARCH"):
             replies = await pipe.execute(raise_on_error=False)
             for reply in replies:
                 if isinstance(reply, Exception) and not isinstance(reply, ResponseError):
@@ -183,7 +199,7 @@ class RedisStore:
         )
 
     async def _check_index(self) -> None:
-        async with _translated("FT.INFO"):
+        async with self._translated("FT.INFO"):
             info = await self._client.execute_command("FT.INFO", self.index_name)  # type: ignore[no-untyped-call]
         fields = dict(zip(info[::2], info[1::2], strict=False)) if isinstance(info, list) else {}
         definition = _pairs(fields.get(b"index_definition"))
@@ -216,7 +232,7 @@ class RedisStore:
             )
 
     async def _create_index(self) -> bool:
-        async with _translated("FT.CREATE"):
+        async with self._translated("FT.CREATE"):
             try:
                 await self._client.execute_command(  # type: ignore[no-untyped-call]
                     "FT.CREATE", self.index_name, "ON", "HASH", "PREFIX", "1", self._key_prefix,
@@ -233,14 +249,14 @@ class RedisStore:
     async def get(self, entry_id: str) -> Entry | None:
         """The entry with this id, or None."""
         self._check_refused()
-        async with _translated("HMGET"):
+        async with self._translated("HMGET"):
             read = await self._read([self.key(entry_id)])
         return read[0][0]
 
     async def get_with_vector(self, entry_id: str) -> tuple[Entry, Vector | None] | None:
         """The entry with this id and its stored vector, or None; one HMGET."""
         self._check_refused()
-        async with _translated("HMGET"):
+        async with self._translated("HMGET"):
             ((entry, vector),) = await self._read([self.key(entry_id)], with_vector=True)
         return None if entry is None else (entry, vector)
 
@@ -253,7 +269,7 @@ class RedisStore:
         batches = self._force_batches or (self._plans is not None and self._plans.batches(scope))
         attributes = (" HYBRID_POLICY BATCHES" if batches else "") + self._ef
         command = _knn_command(self.index_name, scope, k, blob, attributes, whole=self._inline)
-        async with _translated("FT.SEARCH"):
+        async with self._translated("FT.SEARCH"):
             try:
                 started = time.perf_counter()
                 (reply,), alone = await self._reads.execute_alone(command)
@@ -332,20 +348,20 @@ class RedisStore:
             "expires_at": round(time.time() + ttl_seconds, 3),
             "vec": np.asarray(vector, dtype=np.float32).tobytes(),
         }
-        async with _translated("MULTI/EXEC"):
+        async with self._translated("MULTI/EXEC"):
             fields = (x for pair in mapping.items() for x in pair)
             await self._writes.execute(("DEL", key), ("HSET", key, *fields), ("EXPIRE", key, ttl_seconds))
 
     async def delete(self, entry_id: str) -> bool:
         """Remove an entry; True if it existed."""
         self._check_refused()
-        async with _translated("DEL"):
+        async with self._translated("DEL"):
             return bool(await self._client.delete(self.key(entry_id)))
 
     async def flush(self, *, tenant: str | None = None, scope: str | None = None) -> int:
         """Remove every entry of tenant and/or scope (SCAN over this store's keys; meant for rare admin use)."""
         removed = 0
-        async with _translated("SCAN/UNLINK"):
+        async with self._translated("SCAN/UNLINK"):
             async for batch in _batches(self._client.scan_iter(match=f"{self._key_prefix}*", count=500), 500):
                 if tenant is None and scope is None:
                     doomed = batch
@@ -366,7 +382,7 @@ class RedisStore:
     async def ping(self) -> dict[str, object]:
         """Reachability, entry count and the optional query features in use, for the health check."""
         self._check_refused()
-        async with _translated("PING"):
+        async with self._translated("PING"):
             await self._client.ping()
             info = await self._client.execute_command("FT.INFO", self.index_name)  # type: ignore[no-untyped-call]
         fields = dict(zip(info[::2], info[1::2], strict=False)) if isinstance(info, list) else {}
@@ -385,7 +401,7 @@ class RedisStore:
         (capped by LTRIM), in one MULTI/EXEC."""
         self._check_refused()
         counts_key, log_key = self._verdict_prefix + calibration, self._log_prefix + tenant
-        async with _translated("MULTI/EXEC"):
+        async with self._translated("MULTI/EXEC"):
             pipe = self._client.pipeline(transaction=True)
             pipe.hincrby(counts_key, f"{bucket}:{'w' if wrong else 'r'}", 1)
             pipe.expire(counts_key, VERDICTS_TTL_S)
@@ -396,7 +412,7 @@ class RedisStore:
     async def verdicts(self, calibration: str) -> dict[int, tuple[int, int]]:
         """Bucket -> (right, wrong) from the calibration's hash."""
         self._check_refused()
-        async with _translated("HGETALL"):
+        async with self._translated("HGETALL"):
             raw = await self._client.hgetall(self._verdict_prefix + calibration)
         counts: dict[int, tuple[int, int]] = {}
         for field, value in raw.items():
@@ -408,7 +424,7 @@ class RedisStore:
     async def feedback_log(self, tenant: str, limit: int) -> list[dict[str, JSON]]:
         """The newest examples first (LRANGE)."""
         self._check_refused()
-        async with _translated("LRANGE"):
+        async with self._translated("LRANGE"):
             raw = await self._client.lrange(self._log_prefix + tenant, 0, limit - 1)
         return [json.loads(item) for item in raw]
 
