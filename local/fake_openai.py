@@ -9,6 +9,11 @@ came from. Tests steer it with markers inside the user's text (kept out of the a
     [fake:malformed]   answer 200 with a body that is not a Response
     [fake:incomplete]  answer status "incomplete" (max_output_tokens)
     [fake:refusal]     answer with a refusal instead of text
+    [fake:cut]         with stream=true, stop after a few deltas, before the final event (a broken stream)
+    [fake:drip=0.05]   with stream=true, wait that many seconds between deltas
+With "stream": true the answer comes as server-sent events, as OpenAI sends them: response.created, the output
+item and content part added, the text in word-sized deltas, their done events, then response.completed (or
+response.incomplete).
 GET /_fake/stats gives the number of calls and the last inputs; POST /_fake/reset clears them.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import socket
 import time
@@ -25,7 +31,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
 MARKER = re.compile(r"\[fake:(\w+)(?:=([\w.]+))?\]")
@@ -50,7 +56,7 @@ def _tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
-async def responses(request: Request) -> JSONResponse | PlainTextResponse:
+async def responses(request: Request) -> JSONResponse | PlainTextResponse | StreamingResponse:
     if not request.headers.get("authorization", "").startswith("Bearer "):
         return JSONResponse(
             {"error": {"message": "missing API key", "type": "invalid_request_error", "code": "invalid_api_key"}},
@@ -83,40 +89,75 @@ async def responses(request: Request) -> JSONResponse | PlainTextResponse:
         content = {"type": "refusal", "refusal": "I can't help with that."}
     input_tokens = _tokens(text) + _tokens(body.get("instructions") or "")
     output_tokens = _tokens(answer)
-    return JSONResponse(
-        {
-            "id": f"resp_{uuid.uuid4().hex}",
-            "object": "response",
-            "created_at": int(time.time()),
-            "status": status,
-            "error": None,
-            "incomplete_details": incomplete,
-            "instructions": body.get("instructions"),
-            "model": body.get("model", "fake-model"),
-            "output": [
-                {
-                    "type": "message",
-                    "id": f"msg_{uuid.uuid4().hex}",
-                    "status": status,
-                    "role": "assistant",
-                    "content": [content],
-                }
-            ],
-            "parallel_tool_calls": True,
-            "tool_choice": "auto",
-            "tools": [],
-            "temperature": body.get("temperature"),
-            "top_p": body.get("top_p"),
-            "metadata": body.get("metadata") or {},
-            "usage": {
-                "input_tokens": input_tokens,
-                "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens": output_tokens,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": input_tokens + output_tokens,
-            },
-        }
+    response = {
+        "id": f"resp_{uuid.uuid4().hex}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "error": None,
+        "incomplete_details": incomplete,
+        "instructions": body.get("instructions"),
+        "model": body.get("model", "fake-model"),
+        "output": [
+            {
+                "type": "message",
+                "id": f"msg_{uuid.uuid4().hex}",
+                "status": status,
+                "role": "assistant",
+                "content": [content],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "temperature": body.get("temperature"),
+        "top_p": body.get("top_p"),
+        "metadata": body.get("metadata") or {},
+        "usage": {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + output_tokens,
+        },
+    }
+    if body.get("stream"):
+        events = _events(response, cut="cut" in markers, drip_s=float(markers.get("drip") or 0))
+        return StreamingResponse(events, media_type="text/event-stream")
+    return JSONResponse(response)
+
+
+async def _events(response: dict[str, Any], *, cut: bool, drip_s: float) -> Any:
+    """The Responses API's stream of one answer (text or refusal), as server-sent events."""
+    sequence = iter(range(10**6))
+    item = response["output"][0]
+    part = item["content"][0]
+    text = part.get("text", part.get("refusal", ""))
+
+    def sse(kind: str, **fields: Any) -> str:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, 'sequence_number': next(sequence), **fields})}\n\n"
+
+    at = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    yield sse("response.created", response={**response, "status": "in_progress", "output": [], "usage": None})
+    yield sse("response.output_item.added", output_index=0, item={**item, "status": "in_progress", "content": []})
+    empty = {"type": "output_text", "text": "", "annotations": []} if "text" in part else {**part, "refusal": ""}
+    yield sse("response.content_part.added", **at, part=empty)
+    kind = "output_text" if "text" in part else "refusal"
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        if cut and i == 2:
+            return
+        await asyncio.sleep(drip_s)
+        yield sse(f"response.{kind}.delta", **at, delta=word if i == 0 else " " + word, logprobs=[])
+    yield sse(
+        f"response.{kind}.done",
+        **at,
+        **({"text": text, "logprobs": []} if kind == "output_text" else {"refusal": text}),
     )
+    yield sse("response.content_part.done", **at, part=part)
+    yield sse("response.output_item.done", output_index=0, item=item)
+    final = "response.completed" if response["status"] == "completed" else "response.incomplete"
+    yield sse(final, response=response)
 
 
 async def stats(request: Request) -> JSONResponse:

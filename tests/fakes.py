@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ import numpy.typing as npt
 
 from semcache.core.errors import EmbedderError, UpstreamError
 from semcache.core.models import Completion, Prompt, Usage
+from semcache.core.ports import StreamSink
 
 WORD = re.compile(r"[a-z0-9]+")
 
@@ -48,11 +50,15 @@ class ScriptedLLM:
         self.completed = True
         self.reply: str | None = None
 
-    async def complete(self, prompt: Prompt) -> Completion:
+    async def complete(self, prompt: Prompt, *, on_event: StreamSink | None = None) -> Completion:
         self.prompts.append(prompt)
         if self.error is not None:
             raise self.error
         text = prompt.text or ""
+        if on_event is not None:  # the Responses API's text deltas, word by word
+            for i, word in enumerate((self.reply or f"answer to {text}").split(" ")):
+                on_event({"type": "response.output_text.delta", "delta": word if i == 0 else " " + word})
+                await asyncio.sleep(0)
         return Completion(
             text=self.reply or f"answer to {text}",
             model=prompt.model,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -153,8 +155,9 @@ def test_incomplete_or_refused_answers_are_returned_not_stored(
 
 
 @pytest.fixture
-def sdk(api: ApiServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{api.url}/v1", api_key="sk-anything", max_retries=0)
+def sdk(api: ApiServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{api.url}/v1", api_key="sk-anything", max_retries=0) as client:
+        yield client
 
 
 def test_sdk_responses_route(sdk: openai.OpenAI, unique: str) -> None:
@@ -228,8 +231,86 @@ def test_sdk_state_dependent_requests_bypass(sdk: openai.OpenAI, unique: str) ->
 def test_sdk_unsupported_requests_are_clear_400s(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="stop"):
         sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stop=["x"])
-    with pytest.raises(openai.BadRequestError, match="stream"):
-        sdk.responses.create(model="m", input="hi", stream=True)
+    with pytest.raises(openai.BadRequestError, match="stream_options"):
+        sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}],
+                                    stream_options={"include_usage": True})  # fmt: skip
+
+
+def _streamed(raw: Any) -> tuple[str, list[Any]]:
+    """The x-semcache header and the events of a raw streamed SDK response."""
+    return raw.headers["x-semcache"], list(raw.parse())
+
+
+def test_sdk_responses_stream_relays_a_miss_and_replays_the_hit(
+    sdk: openai.OpenAI, fake_openai: FakeOpenAI, unique: str
+) -> None:
+    q = f"Name three rivers of Europe {unique}"
+    status, events = _streamed(sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, stream=True))
+    assert status == "miss"
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert len(deltas) > 3, "the miss arrived in one piece, not relayed as the LLM sent it"
+    assert "".join(deltas) == f"[offline answer] {q}"
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.output_text == f"[offline answer] {q}"
+    calls = fake_openai.stats()["calls"]
+    status, events = _streamed(sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, stream=True))
+    assert status == "hit"
+    assert fake_openai.stats()["calls"] == calls
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == f"[offline answer] {q}"
+    assert [e.type for e in events][:2] == ["response.created", "response.output_item.added"]
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.output_text == f"[offline answer] {q}"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    # streamed or not, it is the same answer: the stream's entry serves the plain request too
+    assert sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q).headers["x-semcache"] == "hit"
+
+
+def test_sdk_chat_stream_miss_and_hit_with_usage(sdk: openai.OpenAI, unique: str) -> None:
+    messages = [{"role": "user", "content": f"What is the tallest mountain {unique}?"}]
+    for expected in ("miss", "hit"):
+        status, chunks = _streamed(sdk.chat.completions.with_raw_response.create(
+            model="gpt-4.1-mini", messages=messages, stream=True, stream_options={"include_usage": True}))  # fmt: skip
+        assert status == expected
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == f"[offline answer] {messages[0]['content']}"
+        assert chunks[0].choices[0].delta.role == "assistant"
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+        assert chunks[-1].usage is not None
+        assert (chunks[-1].usage.total_tokens > 0) is (expected == "miss")  # a hit spends no tokens
+        assert len({c.id for c in chunks}) == 1
+
+
+def test_a_stream_that_breaks_off_reports_an_error_and_is_not_cached(
+    sdk: openai.OpenAI, fake_openai: FakeOpenAI, unique: str
+) -> None:
+    q = f"[fake:cut] Tell me a long story {unique}"
+    for _ in range(2):
+        calls = fake_openai.stats()["calls"]
+        events = list(sdk.responses.create(model="gpt-4.1-mini", input=q, stream=True))
+        assert events[-1].type == "error"  # as OpenAI ends a stream that failed
+        assert "ended before its answer was complete" in events[-1].message
+        assert [e.type for e in events].count("response.output_text.delta") == 2  # what came before, relayed
+        assert fake_openai.stats()["calls"] == calls + 1  # asked again: nothing was stored
+    with pytest.raises(openai.APIError, match="ended before"):
+        list(sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": q}], stream=True))
+
+
+def test_a_stream_whose_upstream_fails_at_once_is_a_json_error(sdk: openai.OpenAI, unique: str) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk.responses.create(model="m", input=f"[fake:status=429] {unique}", stream=True)
+    assert info.value.status_code == 502
+    assert "429" in str(info.value)
+
+
+def test_an_incomplete_streamed_answer_is_relayed_not_stored(
+    sdk: openai.OpenAI, fake_openai: FakeOpenAI, unique: str
+) -> None:
+    q = f"[fake:incomplete] Explain everything {unique}"
+    for _ in range(2):
+        calls = fake_openai.stats()["calls"]
+        events = list(sdk.responses.create(model="gpt-4.1-mini", input=q, stream=True))
+        assert events[-1].type == "response.incomplete"
+        assert fake_openai.stats()["calls"] == calls + 1
 
 
 def test_sdk_sees_upstream_errors(sdk: openai.OpenAI, unique: str) -> None:
@@ -237,3 +318,18 @@ def test_sdk_sees_upstream_errors(sdk: openai.OpenAI, unique: str) -> None:
         sdk.responses.create(model="m", input=f"[fake:status=429] {unique}")
     assert info.value.status_code == 502
     assert "429" in str(info.value)
+
+
+def test_a_client_that_leaves_mid_stream_still_gets_the_answer_stored(http: httpx.Client, unique: str) -> None:
+    q = f"[fake:drip=0.05] Describe the sea {unique}"
+    body = {"model": "gpt-4.1-mini", "input": q, "stream": True}
+    with http.stream("POST", "/v1/responses", json=body) as reply:
+        assert reply.headers["x-semcache"] == "miss"
+        next(reply.iter_lines())  # the first event, then the client goes away (the answer takes 0.3 s more)
+    for _ in range(50):  # the LLM call finishes on its own and is stored
+        again = http.post("/v1/responses", json={"model": "gpt-4.1-mini", "input": q})
+        if again.headers["x-semcache"] == "hit":
+            break
+        time.sleep(0.1)
+    assert again.headers["x-semcache"] == "hit"
+    assert again.json()["output"][0]["content"][0]["text"] == f"[offline answer] {q}"

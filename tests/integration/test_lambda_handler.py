@@ -80,6 +80,27 @@ def test_a_miss_then_a_hit_in_the_same_process(
     assert q not in json.dumps(metrics), "prompts are never written to the metric log"
 
 
+def test_a_streamed_answer_through_the_handler(entry: LambdaEntry) -> None:
+    # Behind API Gateway the stream arrives as one body of server-sent events; the SDK reads it the same way.
+    def streamed(q: str) -> tuple[str, list[dict[str, Any]]]:
+        doc = event("http_api_v2_query.json", {"model": "gpt-4.1-mini", "input": q, "stream": True})
+        doc["rawPath"] = doc["requestContext"]["http"]["path"] = "/v1/responses"
+        reply = entry(doc, None)
+        assert reply["statusCode"] == 200, reply
+        assert reply["headers"]["content-type"].startswith("text/event-stream")
+        data = [json.loads(line[6:]) for line in reply["body"].splitlines() if line.startswith("data: ")]
+        return reply["headers"]["x-semcache"], data
+
+    q = f"Which planet has rings {uuid.uuid4().hex[:6]}?"
+    for expected in ("miss", "hit"):
+        status, events = streamed(q)
+        assert status == expected
+        assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == (
+            f"[offline answer] {q}"
+        )
+        assert events[-1]["type"] == "response.completed"
+
+
 def test_the_handler_embeds_on_the_invoking_thread(entry: LambdaEntry, monkeypatch: pytest.MonkeyPatch) -> None:
     """An instance serves one event at a time: no hand-off to a runner thread (about 1 ms per semantic hit)."""
     embedder = entry.components.service.embedder

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from semcache.adapters.memory_store import MemoryStore
 from semcache.core.errors import StoreError, UpstreamError
-from semcache.core.models import CacheControl, CacheMode, Message, Prompt
+from semcache.core.models import CacheControl, CacheInfo, CacheMode, Message, Prompt
 from semcache.core.service import CacheService, Policy
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
 
@@ -242,3 +244,27 @@ async def test_last_turn_not_plain_user_text_bypasses(service: CacheService) -> 
 def test_policy_rejects_nonsense(kw: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Policy(**kw)  # type: ignore[arg-type]
+
+
+async def test_a_streamed_answer_is_passed_on_as_it_comes_and_stored_once_complete(
+    service: CacheService, llm: ScriptedLLM
+) -> None:
+    seen: list[tuple[str, object]] = []
+
+    def sink(info: CacheInfo, event: Mapping[str, object]) -> None:
+        seen.append((info.status, event.get("delta")))
+
+    miss = await service.answer(ask("what is the boiling point of water"), tenant="t", on_event=sink)
+    assert miss.cache.status == "miss"
+    assert miss.cache.entry_id is not None
+    assert [status for status, _ in seen] == ["miss"] * len(miss.text.split(" "))
+    assert "".join(str(delta) for _, delta in seen) == miss.text
+    seen.clear()
+    hit = await service.answer(ask("what is the boiling point of water"), tenant="t", on_event=sink)
+    assert (hit.cache.status, hit.text) == ("hit", miss.text)
+    assert seen == [], "a hit is complete at once: nothing to stream"
+    llm.completed = False  # an answer cut short streams all the same, and is not kept
+    cut = await service.answer(ask("name a famous painter from spain"), tenant="t", on_event=sink)
+    assert seen
+    assert cut.cache.entry_id is None
+    assert (await service.answer(ask("name a famous painter from spain"), tenant="t")).cache.status == "miss"

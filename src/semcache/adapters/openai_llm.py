@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from semcache.core.errors import ConfigError, UpstreamError, UpstreamTimeout
 from semcache.core.models import Completion, Message, Prompt, Usage
+from semcache.core.ports import StreamSink
 
 if TYPE_CHECKING:
     import openai
@@ -98,8 +99,10 @@ class OpenAILLM:
         if self._client is not None:
             await self._client.close()
 
-    async def complete(self, prompt: Prompt) -> Completion:
-        """Answer one prompt; failures become UpstreamError with the upstream's status and reason."""
+    async def complete(self, prompt: Prompt, *, on_event: StreamSink | None = None) -> Completion:
+        """Answer one prompt; failures become UpstreamError with the upstream's status and reason. With on_event,
+        the answer is streamed (stream=true upstream): every event is passed on as it comes; a stream that ends
+        without its final event (response.completed, .incomplete or .failed) is an UpstreamError."""
         client = self._client
         if client is None:  # not preloaded yet: import the SDK off the event loop
             client = await asyncio.to_thread(self.client)
@@ -109,11 +112,12 @@ class OpenAILLM:
         if prompt.instructions is not None:
             kwargs["instructions"] = prompt.instructions
         try:
-            response = await client.responses.create(
-                model=prompt.model,
-                input=cast(Any, _input(prompt.messages)),
-                **kwargs,
-            )
+            if on_event is None:
+                response = await client.responses.create(
+                    model=prompt.model, input=cast(Any, _input(prompt.messages)), **kwargs
+                )
+            else:
+                response = await _streamed(client, prompt, kwargs, on_event)
         except openai.APITimeoutError as exc:
             raise UpstreamTimeout("the LLM did not answer in time") from exc
         except openai.APIStatusError as exc:
@@ -128,6 +132,32 @@ class OpenAILLM:
             return _completion(response, prompt.model)
         except (AttributeError, TypeError, ValueError) as exc:
             raise UpstreamError(f"the LLM's answer was malformed: {exc}") from exc
+
+
+async def _streamed(
+    client: openai.AsyncOpenAI, prompt: Prompt, kwargs: dict[str, Any], on_event: StreamSink
+) -> Response:
+    """Relay a streamed answer's events; the final response they carry."""
+    import httpx2
+
+    stream = await client.responses.create(
+        model=prompt.model, input=cast(Any, _input(prompt.messages)), stream=True, **kwargs
+    )
+    final: Response | None = None
+    try:
+        async for event in stream:
+            on_event(event.model_dump(mode="json", exclude_unset=True))
+            if event.type in ("response.completed", "response.incomplete", "response.failed"):
+                final = event.response
+            elif event.type == "error":
+                raise UpstreamError(f"the LLM's stream failed: {event.message}", code=event.code)
+    except httpx2.HTTPError as exc:  # the connection broke mid-stream
+        raise UpstreamError(f"the LLM's stream broke off: {exc}") from exc
+    finally:
+        await stream.close()
+    if final is None:
+        raise UpstreamError("the LLM's stream ended before its answer was complete")
+    return final
 
 
 def _input(messages: tuple[Message, ...]) -> str | list[dict[str, Any]]:

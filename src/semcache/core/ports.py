@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -78,9 +78,14 @@ class VectorStore(Protocol):
         ...
 
 
+StreamSink = Callable[[Mapping[str, JSON]], None]
+"""Receives an LLM's answer as it streams: each event of OpenAI's Responses streaming API, as JSON."""
+
+
 class LLM(Protocol):
     """Answers prompts; raises UpstreamError when it cannot."""
 
-    async def complete(self, prompt: Prompt) -> Completion:
-        """Answer one prompt."""
+    async def complete(self, prompt: Prompt, *, on_event: StreamSink | None = None) -> Completion:
+        """Answer one prompt; with on_event, streamed: every event is passed on as it comes, and the Completion
+        (which decides what may be cached) is returned once the stream has ended."""
         ...

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from semcache.core.batching import EmbedBatcher
@@ -15,6 +15,7 @@ from semcache.core.errors import EmbedderError, StoreError, UpstreamError
 from semcache.core.fingerprint import entry_id, normalize_text, scope_fingerprint
 from semcache.core.freshness import FreshnessPolicy, is_volatile
 from semcache.core.models import (
+    JSON,
     Answer,
     CacheControl,
     CacheInfo,
@@ -111,6 +112,7 @@ class _Asked:
     scope: str
     eid: str
     tenant: str
+    on_event: Callable[[CacheInfo, Mapping[str, JSON]], None] | None = None
 
 
 class CacheService:
@@ -164,18 +166,30 @@ class CacheService:
         """The store in use."""
         return self._store
 
-    async def answer(self, prompt: Prompt, control: CacheControl | None = None, *, tenant: str) -> Answer:
-        """Answer prompt for tenant, from the cache if a stored answer fits, else from the LLM."""
+    async def answer(
+        self,
+        prompt: Prompt,
+        control: CacheControl | None = None,
+        *,
+        tenant: str,
+        on_event: Callable[[CacheInfo, Mapping[str, JSON]], None] | None = None,
+    ) -> Answer:
+        """Answer prompt for tenant, from the cache if a stored answer fits, else from the LLM.
+
+        on_event: if the answer comes from the LLM, it is streamed: each event goes to on_event as it comes (with
+        the request's cache status so far), and the Answer is returned (and stored, if complete) once the stream
+        has ended. A hit, or an answer shared with an identical request in flight, sends no events.
+        """
         control = control or CacheControl()
         text = prompt.text
         bypass = _bypass_reason(prompt, control, text)
         if bypass is not None or text is None:
-            return await self._from_llm(prompt, CacheInfo(status="bypass", reason=bypass))
+            return await self._from_llm(prompt, CacheInfo(status="bypass", reason=bypass), on_event=on_event)
 
         normalized = normalize_text(text)
         scope = scope_fingerprint(prompt, tenant=tenant, embedder_id=self._embedder.id)
         eid = entry_id(scope, normalized)
-        asked = _Asked(prompt, control, text, normalized, scope, eid, tenant)
+        asked = _Asked(prompt, control, text, normalized, scope, eid, tenant, on_event)
         leader = self._inflight.get(eid)
         if leader is not None and control.mode is CacheMode.USE:
             # The same question (same scope) is being answered right now: share that answer, not a second call.
@@ -202,7 +216,8 @@ class CacheService:
         note: str | None = None  # why the semantic tier was skipped, if it was
         if not self._breaker.closed():
             # The store failed moments ago: do not make this request wait for it to fail again.
-            return await self._from_llm(asked.prompt, CacheInfo(status="bypass", reason="cache unavailable"))
+            info = CacheInfo(status="bypass", reason="cache unavailable")
+            return await self._from_llm(asked.prompt, info, on_event=asked.on_event)
         if asked.control.mode is CacheMode.USE:
             started = time.perf_counter()
             try:
@@ -210,7 +225,8 @@ class CacheService:
             except (StoreError, EmbedderError) as exc:
                 self._breaker.failed()
                 log.warning("cache lookup failed, answering from the LLM: %s", exc)
-                return await self._from_llm(asked.prompt, CacheInfo(status="bypass", reason="cache unavailable"))
+                info = CacheInfo(status="bypass", reason="cache unavailable")
+                return await self._from_llm(asked.prompt, info, on_event=asked.on_event)
             self._breaker.succeeded()
             lookup_ms = (time.perf_counter() - started) * 1000
             if hit is not None:
@@ -221,7 +237,8 @@ class CacheService:
         """Call the LLM, return its answer, and store it if it is complete and may be kept (note: why the lookup
         was cut short, if it was)."""
         control = asked.control
-        answer = await self._from_llm(asked.prompt, CacheInfo(status="miss", reason=note), lookup_ms=lookup_ms)
+        info = CacheInfo(status="miss", reason=note)
+        answer = await self._from_llm(asked.prompt, info, lookup_ms=lookup_ms, on_event=asked.on_event)
         completion = answer.completion
         assert completion is not None
         if not completion.completed:
@@ -260,9 +277,19 @@ class CacheService:
                          reason=note)  # fmt: skip
         return replace(answer, cache=info)
 
-    async def _from_llm(self, prompt: Prompt, info: CacheInfo, *, lookup_ms: float | None = None) -> Answer:
+    async def _from_llm(
+        self,
+        prompt: Prompt,
+        info: CacheInfo,
+        *,
+        lookup_ms: float | None = None,
+        on_event: Callable[[CacheInfo, Mapping[str, JSON]], None] | None = None,
+    ) -> Answer:
         started = time.perf_counter()
-        completion = await self._llm.complete(prompt)
+        if on_event is None:
+            completion = await self._llm.complete(prompt)
+        else:
+            completion = await self._llm.complete(prompt, on_event=lambda event: on_event(info, event))
         return Answer(
             text=completion.text,
             model=completion.model,

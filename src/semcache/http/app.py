@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from semcache import __version__
 from semcache.core.calibration import FEEDBACK_LOG_LIMIT
-from semcache.core.errors import InvalidRequest, SemcacheError, StoreError
-from semcache.core.models import Answer, CacheControl, Message, Prompt
+from semcache.core.errors import InvalidRequest, SemcacheError, StoreError, UpstreamError
+from semcache.core.models import JSON, Answer, CacheControl, CacheInfo, Message, Prompt
 from semcache.core.service import CacheService
 from semcache.http import errors
 from semcache.http.auth import Authenticator, Caller, Forbidden
@@ -28,6 +29,7 @@ from semcache.http.openai_compat import (
     responses_prompt,
 )
 from semcache.http.schemas import QueryRequest, QueryResponse
+from semcache.http.streaming import ChatStream, responses_error, responses_event, responses_replay
 from semcache.metrics import Metrics
 
 
@@ -111,14 +113,20 @@ def create_app(
 
     app.state.authenticator = authenticator
 
-    async def answer(prompt: Prompt, control: CacheControl, route: str, who: Caller) -> Answer:
+    async def answer(
+        prompt: Prompt,
+        control: CacheControl,
+        route: str,
+        who: Caller,
+        on_event: Callable[[CacheInfo, Mapping[str, JSON]], None] | None = None,
+    ) -> Answer:
         text = prompt.text
         try:
             if text is not None and len(text) > max_query_chars:
                 raise InvalidRequest(
                     f"the prompt is longer than {max_query_chars} characters", param="query", status=422
                 )
-            result = await service.answer(prompt, control, tenant=who.tenant)
+            result = await service.answer(prompt, control, tenant=who.tenant, on_event=on_event)
         except SemcacheError as exc:
             stats.record_error(route=route, kind=type(exc).__name__)
             raise
@@ -155,18 +163,99 @@ def create_app(
         response.headers.update(cache_headers(result))
         return QueryResponse.of(result)
 
-    @app.post("/v1/responses")
-    async def responses(body: ResponsesRequest, request: Request, who: CallerDep) -> JSONResponse:
-        """OpenAI's Responses API, cached."""
+    async def streamed(
+        prompt: Prompt,
+        control: CacheControl,
+        route: str,
+        who: Caller,
+        relay: Callable[[Mapping[str, JSON]], str | None],
+        replay: Callable[[Answer], Iterator[str]],
+        end: Callable[[Answer], Iterator[str]],
+        error: Callable[[UpstreamError], str],
+    ) -> Response:
+        """The answer as a stream (semcache.http.streaming): replayed at once if it is complete before its first
+        event (a hit), else relayed event by event as the LLM sends it."""
+        events: asyncio.Queue[Mapping[str, JSON] | None] = asyncio.Queue()
+        statuses: list[CacheInfo] = []
+
+        def receive(info: CacheInfo, event: Mapping[str, JSON]) -> None:
+            statuses.append(info)
+            events.put_nowait(event)
+
+        def finished(task: asyncio.Future[Answer]) -> None:
+            events.put_nowait(None)
+            if not task.cancelled():
+                task.exception()  # retrieved even if the client has gone: the answer is still stored if complete
+
+        # Its own task: a client that goes away mid-stream does not cancel the call, so a complete answer is kept.
+        task = asyncio.ensure_future(answer(prompt, control, route, who, on_event=receive))
+        task.add_done_callback(finished)
+        first = await events.get()
+        if first is None:  # complete before any event: a hit, a shared answer, or an error (raised here, as JSON)
+            result = task.result()
+            body = "".join(replay(result))
+            return Response(body, media_type="text/event-stream", headers=cache_headers(result))
+
+        async def relayed() -> AsyncIterator[str]:
+            event: Mapping[str, JSON] | None = first
+            while event is not None:
+                if (chunk := relay(event)) is not None:
+                    yield chunk
+                event = await events.get()
+            try:
+                result = task.result()
+            except UpstreamError as exc:  # the stream broke off: nothing was stored
+                yield error(exc)
+            else:
+                for chunk in end(result):
+                    yield chunk
+
+        info = statuses[0]
+        headers = {"x-semcache": info.status, "x-semcache-tier": "none", "x-semcache-similarity": "none",
+                   "x-semcache-entry": "none"}  # fmt: skip
+        return StreamingResponse(relayed(), media_type="text/event-stream", headers=headers)
+
+    @app.post("/v1/responses", response_model=None)
+    async def responses(body: ResponsesRequest, request: Request, who: CallerDep) -> Response:
+        """OpenAI's Responses API, cached; stream=true streams it (a hit at once, a miss as the LLM sends it)."""
         prompt = responses_prompt(body, default_model=default_model)
-        result = await answer(prompt, cache_control(request.headers), "/v1/responses", who)
+        control = cache_control(request.headers)
+        if body.stream:
+            return await streamed(
+                prompt, control, "/v1/responses", who,
+                relay=responses_event,
+                replay=lambda result: responses_replay(result, prompt),
+                end=lambda result: iter(()),  # the LLM's own final event has been relayed
+                error=lambda exc: responses_error(exc.message, exc.code),
+            )  # fmt: skip
+        result = await answer(prompt, control, "/v1/responses", who)
         return JSONResponse(render_response(result, prompt), headers=cache_headers(result))
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatRequest, request: Request, who: CallerDep) -> JSONResponse:
-        """OpenAI's Chat Completions API (text subset), cached, answered through the Responses API."""
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(body: ChatRequest, request: Request, who: CallerDep) -> Response:
+        """OpenAI's Chat Completions API (text subset), cached, answered through the Responses API; stream=true
+        streams chat.completion.chunk objects."""
         prompt = chat_prompt(body, default_model=default_model)
-        result = await answer(prompt, cache_control(request.headers), "/v1/chat/completions", who)
+        control = cache_control(request.headers)
+        if body.stream:
+            chunks = ChatStream(prompt.model, include_usage=bool((body.stream_options or {}).get("include_usage")))
+            started: list[bool] = []
+
+            def relay(event: Mapping[str, JSON]) -> str | None:
+                text = chunks.text(event)
+                if text is None or started:
+                    return text
+                started.append(True)
+                return chunks.start() + text
+
+            return await streamed(
+                prompt, control, "/v1/chat/completions", who,
+                relay=relay,
+                replay=chunks.replay,
+                end=lambda result: iter([*([] if started else [chunks.start()]), *chunks.end(result)]),
+                error=lambda exc: ChatStream.error(exc.message, "upstream_error"),
+            )  # fmt: skip
+        result = await answer(prompt, control, "/v1/chat/completions", who)
         return JSONResponse(render_chat(result), headers=cache_headers(result))
 
     @app.post("/v1/cache/feedback")

@@ -58,6 +58,7 @@ class ChatRequest(BaseModel):
     model: str | None = Field(None, min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
     n: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
@@ -115,9 +116,7 @@ def _text_of(parts: list[dict[str, Any]], param: str) -> str | None:
 
 
 def responses_prompt(body: ResponsesRequest, *, default_model: str) -> Prompt:
-    """Translate a Responses API request."""
-    if body.stream:
-        raise InvalidRequest("stream=true is not supported yet; send stream=false", param="stream")
+    """Translate a Responses API request (stream changes how the answer is sent, not what it is: not scoped)."""
     extra: dict[str, JSON] = dict(body.model_extra or {})
     messages: list[Message] = []
     if isinstance(body.input, str):
@@ -162,9 +161,10 @@ def responses_prompt(body: ResponsesRequest, *, default_model: str) -> Prompt:
 
 
 def chat_prompt(body: ChatRequest, *, default_model: str) -> Prompt:
-    """Translate a Chat Completions request into the Responses API's terms."""
-    if body.stream:
-        raise InvalidRequest("stream=true is not supported yet; send stream=false", param="stream")
+    """Translate a Chat Completions request into the Responses API's terms (stream and stream_options change how
+    the answer is sent, not what it is: not scoped)."""
+    if body.stream_options is not None and not body.stream:
+        raise InvalidRequest("stream_options is only allowed with stream=true", param="stream_options")
     if body.n not in (None, 1):
         raise InvalidRequest("only n=1 is supported", param="n")
     unsupported = sorted(body.model_extra or {})
