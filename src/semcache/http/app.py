@@ -179,7 +179,8 @@ def create_app(
         statuses: list[CacheInfo] = []
 
         def receive(info: CacheInfo, event: Mapping[str, JSON]) -> None:
-            statuses.append(info)
+            if not statuses:  # the status the headers give: the same for every event of one answer
+                statuses.append(info)
             events.put_nowait(event)
 
         def finished(task: asyncio.Future[Answer]) -> None:
