@@ -35,7 +35,7 @@ class AutoPipeline:
         self._client = client
         self._transaction = transaction
         self._max = max_commands
-        self._queue: list[tuple[Sequence[Command], asyncio.Future[tuple[list[Any], bool]]]] = []
+        self._queue: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
         self._sending: set[asyncio.Task[None]] = set()
         self._in_flight = 0  # round trips under way: a command issued meanwhile waits for the next turn's batch
         self.pipelines = 0
@@ -43,22 +43,17 @@ class AutoPipeline:
 
     async def execute(self, *commands: Command) -> list[Any]:
         """The replies to these commands, in order; raises the first error among them (their own or the pipeline's)."""
-        replies, _ = await self.execute_alone(*commands)
-        return replies
-
-    async def execute_alone(self, *commands: Command) -> tuple[list[Any], bool]:
-        """execute(), and whether these commands had their round trip to themselves (so it timed them alone)."""
         if not commands:
             raise ValueError("no command to execute")
         if not self._in_flight and not self._queue:  # nothing to share a round trip with: go now, in this task
             self.pipelines += 1
             self._in_flight += 1
             try:
-                return self._own(commands, await self._run([commands])), True
+                return self._own(await self._run([commands]))
             finally:
                 self._in_flight -= 1
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[list[Any], bool]] = loop.create_future()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         if not self._queue:
             loop.call_soon(self._flush)  # after the callbacks already due this turn, which may add theirs
         self._queue.append((commands, future))
@@ -66,7 +61,7 @@ class AutoPipeline:
 
     def _flush(self) -> None:
         queue, self._queue = self._queue, []
-        batch: list[tuple[Sequence[Command], asyncio.Future[tuple[list[Any], bool]]]] = []
+        batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
         size = 0
         for group in queue:
             if batch and size + len(group[0]) > self._max:
@@ -77,12 +72,12 @@ class AutoPipeline:
         if batch:
             self._send_soon(batch)
 
-    def _send_soon(self, batch: list[tuple[Sequence[Command], asyncio.Future[tuple[list[Any], bool]]]]) -> None:
+    def _send_soon(self, batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]]) -> None:
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[tuple[Sequence[Command], asyncio.Future[tuple[list[Any], bool]]]]) -> None:
+    async def _send(self, batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]]) -> None:
         live = [(commands, future) for commands, future in batch if not future.done()]  # callers may have gone
         if not live:
             return
@@ -107,7 +102,7 @@ class AutoPipeline:
             start += len(commands)
             if not future.done():
                 try:
-                    future.set_result((self._own(commands, mine), len(live) == 1))
+                    future.set_result(self._own(mine))
                 except Exception as exc:  # noqa: BLE001  (the caller's own error reply)
                     future.set_exception(exc)
 
@@ -125,7 +120,7 @@ class AutoPipeline:
         return await pipe.execute(raise_on_error=False)
 
     @staticmethod
-    def _own(commands: Sequence[Command], replies: list[Any]) -> list[Any]:
+    def _own(replies: list[Any]) -> list[Any]:
         """A group's replies, or the first error among them raised."""
         for reply in replies:
             if isinstance(reply, Exception):
