@@ -28,9 +28,9 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -69,13 +69,22 @@ class _Metered:
         self.cpu_s = 0.0
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        return self._timed(self._embedder.embed, texts)
+
+    def prepare(self, text: str) -> Sized:
+        return self._embedder.prepare(text)
+
+    def embed_prepared(self, prepared: Sequence[Sized]) -> npt.NDArray[np.float32]:
+        return self._timed(self._embedder.embed_prepared, prepared)
+
+    def _timed(self, run: Callable[[Any], npt.NDArray[np.float32]], inputs: Sequence[Any]) -> npt.NDArray[np.float32]:
         started = time.thread_time()
         try:
-            return self._embedder.embed(texts)
+            return run(inputs)
         finally:
             self.cpu_s += time.thread_time() - started
             self.runs += 1
-            self.texts += len(texts)
+            self.texts += len(inputs)
 
 
 async def _redis_cpu_s(store: RedisStore) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,12 @@ class BagOfWordsEmbedder:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.fail = False
+
+    def prepare(self, text: str) -> str:
+        return text  # its length in characters stands for its length in tokens
+
+    def embed_prepared(self, prepared: Sequence[Sized]) -> npt.NDArray[np.float32]:
+        return self.embed([str(p) for p in prepared])  # through embed(), which subclasses count or slow down
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if self.fail:

@@ -6,7 +6,8 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -138,6 +139,38 @@ async def test_a_batch_holds_texts_of_about_the_same_length_oldest_first() -> No
     # Oldest first: "first, alone" heads the first run, and the short texts (outside its spread) wait; then the
     # oldest waiting text, "short 0", takes the other short ones, and the long ones run together last.
     assert [set(run) for run in embedder.runs] == [{"first, alone"}, set(short), set(long)]
+
+
+async def test_texts_are_tokenised_once_and_batched_by_their_length_to_the_model() -> None:
+    class Tokens(list[str]):
+        pass
+
+    class WordEmbedder(BagOfWordsEmbedder):
+        """A text's length to this model is its number of words, whatever its number of characters."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.prepared: list[str] = []
+            self.runs: list[list[str]] = []
+
+        def prepare(self, text: str) -> Tokens:  # type: ignore[override]
+            self.prepared.append(text)
+            return Tokens(text.split())
+
+        def embed_prepared(self, prepared: Sequence[Sized]) -> npt.NDArray[np.float32]:
+            texts = [" ".join(cast(Tokens, p)) for p in prepared]
+            self.runs.append(texts)
+            return self.embed(texts)
+
+    embedder = WordEmbedder()
+    batcher = EmbedBatcher(embedder, max_batch=8, concurrency=1, length_spread=1.3)
+    # The first has six words; the others three each, however long the words (5 to 40 characters): one length
+    # to this model, so they share the second run, where lengths in characters would have split them.
+    texts = ["this first text has six words", "a b c", "extraordinarily long words", "x y z",
+             "incomprehensibilities notwithstanding ok"]  # fmt: skip
+    await asyncio.gather(*(batcher.embed(t) for t in texts))
+    assert sorted(embedder.prepared) == sorted(texts), "each text tokenised once, when queued"
+    assert [set(run) for run in embedder.runs] == [{texts[0]}, set(texts[1:])]
 
 
 async def test_batching_regardless_of_length_is_still_possible() -> None:

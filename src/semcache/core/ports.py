@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Sized
 from typing import Protocol
 
 import numpy as np
@@ -28,6 +28,15 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embed texts into a (len(texts), dim) array of unit vectors. CPU-bound: call it off the event loop."""
+        ...
+
+    def prepare(self, text: str) -> Sized:
+        """The model's input for text (its tokens), whose len() is its length to the model: micro-batches group
+        texts of similar length, since a run pays for its longest. Cheap; done once per text."""
+        ...
+
+    def embed_prepared(self, prepared: Sequence[Sized]) -> npt.NDArray[np.float32]:
+        """embed() for inputs made by prepare(), so that a text is tokenised once. CPU-bound, as embed()."""
         ...
 
 
