@@ -7,8 +7,9 @@
    (short). Prints ms per text.
 2. Throughput of semcache's EmbedBatcher with 16 concurrent callers, each embedding distinct texts: one run at a
    time without batching (the baseline), two runners without batching, two runners batching up to 16 texts of
-   similar length in word pieces (the shipped batcher), and two runners batching up to 16 regardless of length. Rounds alternate
-   the variants; medians and ratios to the baseline are printed. Results are written as JSON under bench/results/.
+   similar length in word pieces (the shipped batcher), and two runners batching up to 16 regardless of length.
+   Rounds alternate the variants; medians and ratios to the baseline are printed. Results are written as JSON
+   under bench/results/.
 """
 
 from __future__ import annotations
