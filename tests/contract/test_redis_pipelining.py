@@ -116,14 +116,14 @@ async def test_transaction_groups_are_written_whole(client: Redis, key_prefix: s
 
 
 async def test_a_busy_event_loop_is_not_taken_for_a_slow_redis(redis_url: str, key_prefix: str) -> None:
-    client = redis_store.connect(redis_url, timeout_s=0.1, connect_timeout_s=1)
-    store = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM, timeout_s=0.1)
+    client = redis_store.connect(redis_url, timeout_s=0.25, connect_timeout_s=1)
+    store = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM, timeout_s=0.25)
     await store.ensure_index()
     await store.put(Entry("a", "s1", "q", "r", "m", Usage(1, 1), 1.0), unit(1), 100)
     for lookup in (lambda: store.get("a"), lambda: store.search("s1", unit(1), k=1)):
         task = asyncio.ensure_future(lookup())
         await asyncio.sleep(0)  # the command is on its way
-        time.sleep(0.3)  # noqa: ASYNC251  (the loop busy for 3 budgets: the reply waits in the socket meanwhile)
+        time.sleep(0.75)  # noqa: ASYNC251  (the loop busy for 3 budgets: the reply waits in the socket meanwhile)
         assert await task, "a reply that came in time was taken for a timeout"
     await client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
     await store.close()

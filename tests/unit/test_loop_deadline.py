@@ -41,7 +41,7 @@ async def test_a_reply_that_is_really_late_still_ends_the_wait_on_budget() -> No
     with pytest.raises(TimeoutError):
         async with within(0.1):
             await _reply_at(5)
-    assert 0.09 <= loop.time() - started < 0.5
+    assert 0.09 <= loop.time() - started < 1.0  # on budget (a loaded machine may add a little)
 
 
 async def test_a_loop_that_stays_busy_extends_the_budget_a_bounded_number_of_times() -> None:
