@@ -16,7 +16,7 @@ import asyncio
 import importlib.util
 import threading
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from semcache.core.errors import ConfigError, UpstreamError, UpstreamTimeout
 from semcache.core.models import Completion, Message, Prompt, Usage
@@ -111,13 +111,12 @@ class OpenAILLM:
         kwargs: dict[str, Any] = {"store": False, **prompt.options, **prompt.passthrough}
         if prompt.instructions is not None:
             kwargs["instructions"] = prompt.instructions
+        kwargs.update(model=prompt.model, input=_input(prompt.messages))
         try:
             if on_event is None:
-                response = await client.responses.create(
-                    model=prompt.model, input=cast(Any, _input(prompt.messages)), **kwargs
-                )
+                response = await client.responses.create(**kwargs)
             else:
-                response = await _streamed(client, prompt, kwargs, on_event)
+                response = await _streamed(client, kwargs, on_event)
         except openai.APITimeoutError as exc:
             raise UpstreamTimeout("the LLM did not answer in time") from exc
         except openai.APIStatusError as exc:
@@ -134,15 +133,11 @@ class OpenAILLM:
             raise UpstreamError(f"the LLM's answer was malformed: {exc}") from exc
 
 
-async def _streamed(
-    client: openai.AsyncOpenAI, prompt: Prompt, kwargs: dict[str, Any], on_event: StreamSink
-) -> Response:
+async def _streamed(client: openai.AsyncOpenAI, request: dict[str, Any], on_event: StreamSink) -> Response:
     """Relay a streamed answer's events; the final response they carry."""
     import httpx2
 
-    stream = await client.responses.create(
-        model=prompt.model, input=cast(Any, _input(prompt.messages)), stream=True, **kwargs
-    )
+    stream = await client.responses.create(stream=True, **request)
     final: Response | None = None
     try:
         async for event in stream:

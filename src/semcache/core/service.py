@@ -43,6 +43,9 @@ DEFERRED_POLL_S = 0.05
 
 MAX_TTL_SECONDS = 365 * 86400
 
+EventSink = Callable[[CacheInfo, Mapping[str, JSON]], None]
+"""Receives a streamed LLM answer's events as they come, each with the request's cache status so far."""
+
 
 @dataclass(frozen=True, slots=True)
 class Policy:
@@ -112,7 +115,7 @@ class _Asked:
     scope: str
     eid: str
     tenant: str
-    on_event: Callable[[CacheInfo, Mapping[str, JSON]], None] | None = None
+    on_event: EventSink | None = None
 
 
 class CacheService:
@@ -172,7 +175,7 @@ class CacheService:
         control: CacheControl | None = None,
         *,
         tenant: str,
-        on_event: Callable[[CacheInfo, Mapping[str, JSON]], None] | None = None,
+        on_event: EventSink | None = None,
     ) -> Answer:
         """Answer prompt for tenant, from the cache if a stored answer fits, else from the LLM.
 
@@ -283,7 +286,7 @@ class CacheService:
         info: CacheInfo,
         *,
         lookup_ms: float | None = None,
-        on_event: Callable[[CacheInfo, Mapping[str, JSON]], None] | None = None,
+        on_event: EventSink | None = None,
     ) -> Answer:
         started = time.perf_counter()
         if on_event is None:

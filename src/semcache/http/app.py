@@ -15,7 +15,7 @@ from semcache import __version__
 from semcache.core.calibration import FEEDBACK_LOG_LIMIT
 from semcache.core.errors import InvalidRequest, SemcacheError, StoreError, UpstreamError
 from semcache.core.models import JSON, Answer, CacheControl, CacheInfo, Message, Prompt
-from semcache.core.service import CacheService
+from semcache.core.service import CacheService, EventSink
 from semcache.http import errors
 from semcache.http.auth import Authenticator, Caller, Forbidden
 from semcache.http.limits import BodyLimit
@@ -73,9 +73,8 @@ CallerDep = Annotated[Caller, Depends(_caller)]
 AdminDep = Annotated[Caller, Depends(_admin)]
 
 
-def cache_headers(answer: Answer) -> dict[str, str]:
+def cache_headers(c: CacheInfo) -> dict[str, str]:
     """The x-semcache-* headers every answer carries."""
-    c = answer.cache
     return {
         "x-semcache": c.status,
         "x-semcache-tier": c.tier or "none",
@@ -118,7 +117,7 @@ def create_app(
         control: CacheControl,
         route: str,
         who: Caller,
-        on_event: Callable[[CacheInfo, Mapping[str, JSON]], None] | None = None,
+        on_event: EventSink | None = None,
     ) -> Answer:
         text = prompt.text
         try:
@@ -160,7 +159,7 @@ def create_app(
             options={k: v for k, v in options.items() if v is not None},
         )
         result = await answer(prompt, body.cache.to_control(), "/api/query", who)
-        response.headers.update(cache_headers(result))
+        response.headers.update(cache_headers(result.cache))
         return QueryResponse.of(result)
 
     async def streamed(
@@ -195,7 +194,7 @@ def create_app(
         if first is None:  # complete before any event: a hit, a shared answer, or an error (raised here, as JSON)
             result = task.result()
             body = "".join(replay(result))
-            return Response(body, media_type="text/event-stream", headers=cache_headers(result))
+            return Response(body, media_type="text/event-stream", headers=cache_headers(result.cache))
 
         async def relayed() -> AsyncIterator[str]:
             event: Mapping[str, JSON] | None = first
@@ -211,10 +210,8 @@ def create_app(
                 for chunk in end(result):
                     yield chunk
 
-        info = statuses[0]
-        headers = {"x-semcache": info.status, "x-semcache-tier": "none", "x-semcache-similarity": "none",
-                   "x-semcache-entry": "none"}  # fmt: skip
-        return StreamingResponse(relayed(), media_type="text/event-stream", headers=headers)
+        # what is known at the first event: the status (no tier, similarity or entry yet)
+        return StreamingResponse(relayed(), media_type="text/event-stream", headers=cache_headers(statuses[0]))
 
     @app.post("/v1/responses", response_model=None)
     async def responses(body: ResponsesRequest, request: Request, who: CallerDep) -> Response:
@@ -230,7 +227,7 @@ def create_app(
                 error=lambda exc: responses_error(exc.message, exc.code),
             )  # fmt: skip
         result = await answer(prompt, control, "/v1/responses", who)
-        return JSONResponse(render_response(result, prompt), headers=cache_headers(result))
+        return JSONResponse(render_response(result, prompt), headers=cache_headers(result.cache))
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatRequest, request: Request, who: CallerDep) -> Response:
@@ -240,24 +237,15 @@ def create_app(
         control = cache_control(request.headers)
         if body.stream:
             chunks = ChatStream(prompt.model, include_usage=bool((body.stream_options or {}).get("include_usage")))
-            started: list[bool] = []
-
-            def relay(event: Mapping[str, JSON]) -> str | None:
-                text = chunks.text(event)
-                if text is None or started:
-                    return text
-                started.append(True)
-                return chunks.start() + text
-
             return await streamed(
                 prompt, control, "/v1/chat/completions", who,
-                relay=relay,
+                relay=chunks.text,
                 replay=chunks.replay,
-                end=lambda result: iter([*([] if started else [chunks.start()]), *chunks.end(result)]),
+                end=chunks.end,
                 error=lambda exc: ChatStream.error(exc.message, "upstream_error"),
             )  # fmt: skip
         result = await answer(prompt, control, "/v1/chat/completions", who)
-        return JSONResponse(render_chat(result), headers=cache_headers(result))
+        return JSONResponse(render_chat(result), headers=cache_headers(result.cache))
 
     @app.post("/v1/cache/feedback")
     async def feedback(body: FeedbackRequest, who: CallerDep) -> dict[str, object]:

@@ -66,9 +66,8 @@ def responses_replay(answer: Answer, prompt: Prompt) -> Iterator[str]:
                 yield event("response.content_part.added", **at, part=part)
             yield event("response.content_part.done", **at, part=part)
         yield event("response.output_item.done", output_index=index, item=item)
-    final = "response.completed" if response.get("status") == "completed" else f"response.{response.get('status')}"
-    yield event(final if final in ("response.completed", "response.failed") else "response.incomplete",
-                response=response)  # fmt: skip
+    final = {"completed": "response.completed", "failed": "response.failed"}.get(str(response.get("status")))
+    yield event(final or "response.incomplete", response=response)
 
 
 class ChatStream:
@@ -79,6 +78,7 @@ class ChatStream:
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
+        self._started = False  # the role chunk has gone out
 
     def chunk(self, delta: Mapping[str, Any], finish: str | None = None) -> str:
         choice = {"index": 0, "delta": dict(delta), "finish_reason": finish, "logprobs": None}
@@ -88,19 +88,26 @@ class ChatStream:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                 **fields}  # fmt: skip
 
-    def start(self) -> str:
-        return self.chunk({"role": "assistant", "content": ""})
+    def _start(self) -> str:
+        """The role chunk, the first time; then nothing."""
+        started, self._started = self._started, True
+        return "" if started else self.chunk({"role": "assistant", "content": ""})
+
+    def content(self, text: str) -> str:
+        """The chunk of this text (after the role chunk, if it has not gone out)."""
+        return self._start() + self.chunk({"content": text})
 
     def text(self, event: Mapping[str, JSON]) -> str | None:
         """The chunk for one Responses event, if it carries text."""
         delta = event.get("delta")
         if event.get("type") == "response.output_text.delta" and isinstance(delta, str):
-            return self.chunk({"content": delta})
+            return self.content(delta)
         return None
 
     def end(self, answer: Answer) -> Iterator[str]:
+        """The finish (after the role chunk, if no text came), usage if asked, then [DONE]."""
         finish = answer.completion.finish_reason if answer.completion is not None else "stop"
-        yield self.chunk({}, finish)
+        yield self._start() + self.chunk({}, finish)
         if self.include_usage:
             usage = {"prompt_tokens": answer.usage.input_tokens, "completion_tokens": answer.usage.output_tokens,
                      "total_tokens": answer.usage.total_tokens}  # fmt: skip
@@ -109,8 +116,7 @@ class ChatStream:
 
     def replay(self, answer: Answer) -> Iterator[str]:
         """The whole stream of a complete answer."""
-        yield self.start()
-        yield self.chunk({"content": answer.text})
+        yield self.content(answer.text)
         yield from self.end(answer)
 
     @staticmethod
