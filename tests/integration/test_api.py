@@ -280,6 +280,22 @@ def test_sdk_chat_stream_miss_and_hit_with_usage(sdk: openai.OpenAI, unique: str
         assert len({c.id for c in chunks}) == 1
 
 
+def test_a_streamed_miss_names_the_entry_it_is_stored_under(
+    sdk: openai.OpenAI, http: httpx.Client, unique: str
+) -> None:
+    # the headers go out before the answer is complete; the id they give is the one it is then stored under, so a
+    # streaming client can delete the answer (or give a verdict on it) as a plain one can
+    q = f"Name three lakes of Africa {unique}"
+    raw = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, stream=True)
+    entry = raw.headers["x-semcache-entry"]
+    list(raw.parse())
+    assert raw.headers["x-semcache"] == "miss"
+    hit = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q)
+    assert (hit.headers["x-semcache"], hit.headers["x-semcache-entry"]) == ("hit", entry)
+    assert http.delete(f"/v1/cache/entries/{entry}").json() == {"entry_id": entry, "deleted": True}
+    assert sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q).headers["x-semcache"] == "miss"
+
+
 @pytest.mark.parametrize(("marker", "last"), [("cut", "error"), ("incomplete", "response.incomplete")])
 def test_a_streamed_answer_that_did_not_complete_is_relayed_not_stored(
     sdk: openai.OpenAI, fake_openai: FakeOpenAI, unique: str, marker: str, last: str

@@ -268,3 +268,26 @@ async def test_a_streamed_answer_is_passed_on_as_it_comes_and_stored_once_comple
     assert seen
     assert cut.cache.entry_id is None
     assert (await service.answer(ask("name a famous painter from spain"), tenant="t")).cache.status == "miss"
+
+
+async def test_a_streamed_miss_names_its_entry_from_the_first_event_unless_it_is_never_stored(
+    service: CacheService,
+) -> None:
+    infos: list[CacheInfo] = []
+
+    def sink(info: CacheInfo, event: Mapping[str, object]) -> None:
+        infos.append(info)
+
+    miss = await service.answer(ask("what is the boiling point of water"), tenant="t", on_event=sink)
+    assert miss.cache.entry_id is not None
+    assert {info.entry_id for info in infos} == {miss.cache.entry_id}, "the stream's headers name the stored entry"
+    infos.clear()
+    volatile = await service.answer(ask("what is the weather today in paris"), tenant="t", on_event=sink)
+    assert (volatile.cache.freshness, volatile.cache.entry_id) == ("volatile", None)  # the policy's TTL is 0
+    assert infos
+    assert {info.entry_id for info in infos} == {None}
+    infos.clear()
+    kept = await service.answer(ask("what is the weather today in rome"), CacheControl(ttl_seconds=60), tenant="t",
+                                on_event=sink)  # fmt: skip
+    assert kept.cache.entry_id is not None  # the caller's own TTL wins over the rule: stored, and named at once
+    assert {info.entry_id for info in infos} == {kept.cache.entry_id}

@@ -69,6 +69,10 @@ class FreshnessPolicy:
     volatile_ttl_seconds: int = 0
     dated_answer_ttl_seconds: int = 86_400
 
+    def may_store(self, question: str) -> bool:
+        """False if no answer to question is ever stored (a time-sensitive question, with volatile TTL 0)."""
+        return self.volatile_ttl_seconds > 0 or not is_volatile(question)
+
     def ttl(self, question: str, answer: str, requested_ttl_seconds: int) -> tuple[int, Freshness]:
         """The TTL to store with, never longer than requested, and the kind that decided it."""
         if is_volatile(question):

@@ -241,6 +241,10 @@ class CacheService:
         was cut short, if it was)."""
         control = asked.control
         info = CacheInfo(status="miss", reason=note)
+        if asked.on_event is not None and (control.ttl_seconds or self._policy.freshness.may_store(asked.text)):
+            # A stream's headers go out before the answer is complete: they give the id it will be stored under
+            # (deterministic), so a streaming client can delete it or give a verdict on it like any other.
+            info = replace(info, entry_id=asked.eid)
         answer = await self._from_llm(asked.prompt, info, lookup_ms=lookup_ms, on_event=asked.on_event)
         completion = answer.completion
         assert completion is not None
