@@ -1,5 +1,6 @@
-"""Measure the matcher: precision, recall and hit rate on Quora pairs, recall on GPTCache's paraphrases,
-multi-turn isolation on MeanCache's conversations, freshness on our labelled sets, and the matcher's latency.
+"""Measure the matcher: precision, recall and hit rate on Quora pairs, recall on GPTCache's paraphrases (and, with
+all of its statements stored, which one each paraphrase is served), multi-turn isolation on MeanCache's
+conversations, freshness on our labelled sets, and the matcher's latency.
 
     python eval/run_eval.py [--out docs/quality]        (make eval)
 
@@ -27,7 +28,7 @@ from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.bootstrap import limit_blas_threads
 from semcache.core.calibration import bucket, calibrated_threshold
 from semcache.core.freshness import is_volatile
-from semcache.core.models import Completion, Message, Prompt, Usage
+from semcache.core.models import CacheControl, CacheMode, Completion, Message, Prompt, Usage
 from semcache.core.service import CacheService, Policy
 from semcache.core.verifier import DEFAULT_PATH, Verifier, numbers_differ
 
@@ -89,6 +90,66 @@ def gptcache_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
         "pairs": len(pairs.a),
         "verifier_recall": round(float(np.mean((cosine >= verifier.min_cosine) & (p >= verifier.threshold))), 4),
         "cosine_recall": {f"{t:.2f}": round(float(np.mean(cosine >= t)), 4) for t in BASELINE_THRESHOLDS},
+        "populated": asyncio.run(gptcache_populated(e, verifier, va, vb)),
+    }
+
+
+class StoredAnswers:
+    """Answers a stored question with its own text (so a hit shows which one served it); anything else is
+    answered but not stored (an incomplete answer), so asking does not add entries."""
+
+    def __init__(self, questions: set[str]) -> None:
+        self._questions = questions
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        text = prompt.text or ""
+        return Completion(text, prompt.model, Usage(10, 10), completed=text in self._questions)
+
+
+async def gptcache_populated(e: OnnxEmbedder, verifier: Verifier, va: np.ndarray, vb: np.ndarray) -> dict[str, object]:
+    """Every distinct GPTCache statement stored in one scope, then each paraphrase asked of the service: its hits
+    are right when they serve the statement it paraphrases. Some stored statements are near-copies of each other
+    (another page's name, "v2.10.0" / "version 2.10.0"), so some of the wrong hits are nearly right: this
+    compares ways of choosing among candidates, it is not a precision to quote alone. Beside the service: the
+    nearest stored statement at cosine >= 0.85 (the peers' rule), and serving the most confident of the
+    verifier's accepted candidates (semcache's rule until session 9) instead of the nearest."""
+    pairs = gptcache_paraphrases()
+    stored = sorted(set(pairs.a))
+    policy = Policy(min_similarity=verifier.min_cosine, candidates=3, verifier=verifier)
+    service = CacheService(embedder=e, store=MemoryStore(), llm=StoredAnswers(set(stored)), policy=policy)
+    refresh = CacheControl(mode=CacheMode.REFRESH)  # each one stored, even if a near-copy is already there
+    for text in stored:
+        await service.answer(Prompt(model="m", messages=(Message("user", text),)), refresh, tenant="t")
+    right = wrong = 0
+    for asked, origin in zip(pairs.b, pairs.a, strict=True):
+        got = await service.answer(Prompt(model="m", messages=(Message("user", asked),)), tenant="t")
+        if got.cache.status == "hit":
+            right, wrong = right + (got.text == origin), wrong + (got.text != origin)
+    first = {text: i for i, text in enumerate(pairs.a)}
+    keys = np.array([first[text] for text in stored])
+    similarity = vb @ va[keys].T
+    nearest = np.argsort(-similarity, axis=1)[:, :3]
+    cos_right = cos_wrong = confident_right = confident_wrong = 0
+    for row, asked in enumerate(pairs.b):
+        top = [stored[j] for j in nearest[row]]
+        sims = similarity[row, nearest[row]]
+        if sims[0] >= 0.85:
+            cos_right, cos_wrong = cos_right + (top[0] == pairs.a[row]), cos_wrong + (top[0] != pairs.a[row])
+        p = _scores(verifier, [asked] * 3, top, np.repeat(vb[row : row + 1], 3, axis=0), va[keys[nearest[row]]])
+        p = np.where(sims >= verifier.min_cosine, p, 0.0)
+        if p.max() >= verifier.threshold:
+            ok = top[int(np.argmax(p))] == pairs.a[row]
+            confident_right, confident_wrong = confident_right + ok, confident_wrong + (not ok)
+
+    def counts(r: int, w: int) -> dict[str, object]:
+        return {"hits": r + w, "right": r, "wrong": w, "right_share": round(r / max(1, r + w), 4)}
+
+    return {
+        "stored": len(stored),
+        "asked": len(pairs.b),
+        "service": counts(right, wrong),
+        "most_confident_accepted": counts(confident_right, confident_wrong),
+        "cosine_0.85_nearest": counts(cos_right, cos_wrong),
     }
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from semcache.adapters.memory_store import MemoryStore
 from semcache.core.freshness import FreshnessPolicy, is_volatile, quotes_dates_or_prices
-from semcache.core.models import CacheControl, Message, Prompt
+from semcache.core.models import CacheControl, CacheMode, Message, Prompt
 from semcache.core.service import CacheService, Policy
 from semcache.core.verifier import LEXICAL_FEATURES, Verifier, lexical_features, numbers_differ
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
@@ -110,6 +110,27 @@ async def test_the_verifier_decides_semantic_hits() -> None:
     assert near.cache.confidence == pytest.approx(1.0, abs=1e-3)
     # the floor still applies before the verifier is asked
     assert (await accepting.answer(ask("what is the boiling point of water"), tenant="t")).cache.status == "miss"
+
+
+async def test_of_the_candidates_the_verifier_accepts_the_nearest_is_served() -> None:
+    # A real Verifier whose probability falls as the cosine rises (sigmoid(19 - 20 * cosine)): both stored
+    # questions pass it, and the farther one is the more confident. The nearest accepted one is served.
+    n = 1 + 2 * 64 + LEXICAL_FEATURES
+    w1 = np.zeros((n, 1), np.float32)
+    w1[0, 0] = 1.0
+    verifier = Verifier(version="test", mean=np.zeros(n, np.float32), scale=np.ones(n, np.float32), w1=w1,
+                        b1=np.zeros(1, np.float32), w2=np.array([-20.0], np.float32), b2=19.0, threshold=0.5,
+                        min_cosine=0.3)  # fmt: skip
+    svc = service(Policy(min_similarity=0.3, verifier=verifier))
+    near_q, far_q = "how do I bake bread at home", "how do I bake bread"
+    for q in (near_q, far_q):  # each stored (refresh: the second would otherwise be served by the first)
+        await svc.answer(ask(q), CacheControl(mode=CacheMode.REFRESH), tenant="t")
+    asked = await svc.answer(ask("how do I bake bread at home quickly"), tenant="t")
+    assert (asked.cache.status, asked.cache.matched_query) == ("hit", near_q)
+    other = verifier.score("how do I bake bread at home quickly", far_q, *(svc.embedder.embed(
+        ["how do I bake bread at home quickly", far_q])))  # fmt: skip
+    assert asked.cache.confidence is not None
+    assert 0.5 <= asked.cache.confidence < other, "the farther question was the more confident: not served"
 
 
 async def test_per_request_confidence_threshold() -> None:
