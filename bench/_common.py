@@ -98,11 +98,11 @@ def shipped_embedder() -> OnnxEmbedder:
 
 
 def shipped_policy() -> Policy:
-    """The matcher the service ships with: the verifier over the 3 nearest candidates (numpy's BLAS kept on one
+    """The matcher the service ships with: the verifier over the nearest candidate (numpy's BLAS kept on one
     thread, as the service keeps it)."""
     limit_blas_threads()
     verifier = Verifier.load(DEFAULT_PATH)
-    return Policy(min_similarity=verifier.min_cosine, candidates=3, verifier=verifier)
+    return Policy(min_similarity=verifier.min_cosine, verifier=verifier)
 
 
 def statements(embedder: OnnxEmbedder) -> tuple[list[dict[str, str]], list[str], np.ndarray]:

@@ -113,7 +113,6 @@ def build_policy(settings: Settings) -> Policy:
         return Policy(
             ttl_seconds=settings.ttl_seconds,
             min_similarity=settings.min_similarity or 0.85,
-            candidates=1,
             freshness=freshness,
             embed_wait_budget_s=settings.embed_wait_budget_ms / 1000,
         )
@@ -124,7 +123,6 @@ def build_policy(settings: Settings) -> Policy:
     return Policy(
         ttl_seconds=settings.ttl_seconds,
         min_similarity=settings.min_similarity or verifier.min_cosine,
-        candidates=3,
         verifier=verifier,
         min_confidence=settings.min_confidence,
         freshness=freshness,
@@ -136,7 +134,7 @@ def build_policy(settings: Settings) -> Policy:
 def limit_blas_threads() -> None:
     """Keep numpy's BLAS on its calling thread, for the whole process.
 
-    The verifier's matrix product (3 candidates x 783 features x 4 networks of 128) is big enough for OpenBLAS to
+    The verifier's matrix product (783 features x 4 networks of 128 per candidate) is big enough for OpenBLAS to
     hand it to its own threads, which then spin on the cores the model runs need: with 8 networks, 68 against 101
     semantic hits/s with 16 callers in a hand A/B (docs/quality.md), and no gain for a single request. The model
     runs have their own threads (onnxruntime's), sized by SEMCACHE_EMBED_CONCURRENCY.

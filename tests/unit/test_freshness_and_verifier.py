@@ -112,16 +112,22 @@ async def test_the_verifier_decides_semantic_hits() -> None:
     assert (await accepting.answer(ask("what is the boiling point of water"), tenant="t")).cache.status == "miss"
 
 
-async def test_of_the_candidates_the_verifier_accepts_the_nearest_is_served() -> None:
-    # A real Verifier whose probability falls as the cosine rises (sigmoid(19 - 20 * cosine)): both stored
-    # questions pass it, and the farther one is the more confident. The nearest accepted one is served.
+def falling_verifier() -> Verifier:
+    """A real Verifier whose probability falls as the cosine rises, sigmoid(19 - 20 * cosine): it accepts pairs
+    below 0.95, and is the more confident the farther apart they are."""
     n = 1 + 2 * 64 + LEXICAL_FEATURES
     w1 = np.zeros((n, 1), np.float32)
     w1[0, 0] = 1.0
-    verifier = Verifier(version="test", mean=np.zeros(n, np.float32), scale=np.ones(n, np.float32), w1=w1,
-                        b1=np.zeros(1, np.float32), w2=np.array([-20.0], np.float32), b2=19.0, threshold=0.5,
-                        min_cosine=0.3)  # fmt: skip
-    svc = service(Policy(min_similarity=0.3, verifier=verifier))
+    return Verifier(version="test", mean=np.zeros(n, np.float32), scale=np.ones(n, np.float32), w1=w1,
+                    b1=np.zeros(1, np.float32), w2=np.array([-20.0], np.float32), b2=19.0, threshold=0.5,
+                    min_cosine=0.3)  # fmt: skip
+
+
+async def test_of_the_candidates_the_verifier_accepts_the_nearest_is_served() -> None:
+    # With 3 candidates, both stored questions pass, and the farther one is the more confident: the nearest
+    # accepted one is served.
+    verifier = falling_verifier()
+    svc = service(Policy(min_similarity=0.3, verifier=verifier, candidates=3))
     near_q, far_q = "how do I bake bread at home", "how do I bake bread"
     for q in (near_q, far_q):  # each stored (refresh: the second would otherwise be served by the first)
         await svc.answer(ask(q), CacheControl(mode=CacheMode.REFRESH), tenant="t")
@@ -131,6 +137,22 @@ async def test_of_the_candidates_the_verifier_accepts_the_nearest_is_served() ->
         ["how do I bake bread at home quickly", far_q])))  # fmt: skip
     assert asked.cache.confidence is not None
     assert 0.5 <= asked.cache.confidence < other, "the farther question was the more confident: not served"
+
+
+async def test_only_the_nearest_stored_question_is_judged_by_default() -> None:
+    # If the nearest stored question is not the same question, a farther one rarely is: by default it is not
+    # offered. (Asked: cosine 0.97 to the nearest, which this verifier rejects; 0.65 to the farther, accepted.)
+    near_q, far_q = "how do i bake a loaf of bread at home with butter", "how do i bake bread"
+    asked_q = "how do i bake a loaf of bread at home with butter please"
+    for candidates, expected in ((1, None), (3, far_q)):
+        svc = service(Policy(min_similarity=0.3, verifier=falling_verifier(), candidates=candidates))
+        for q in (near_q, far_q):
+            await svc.answer(ask(q), CacheControl(mode=CacheMode.REFRESH), tenant="t")
+        got = await svc.answer(ask(asked_q), tenant="t")
+        assert (got.cache.status, got.cache.matched_query) == (
+            ("miss", None) if expected is None else ("hit", expected)
+        )
+    assert Policy().candidates == 1
 
 
 async def test_per_request_confidence_threshold() -> None:
