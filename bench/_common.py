@@ -65,17 +65,19 @@ def bundled_redis() -> Iterator[str]:
 
 
 class InstantLLM:
-    """Answers at once (or after delay_s), counting calls."""
+    """Answers at once (or after delay_s), counting calls. kept=False: every answer is incomplete, so nothing is
+    stored (a probe that finds which paraphrases are served without adding entries that change the answer)."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, *, kept: bool = True) -> None:
         self.delay_s = delay_s
+        self.kept = kept
         self.calls = 0
 
     async def complete(self, prompt: Prompt) -> Completion:
         self.calls += 1
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        return Completion(f"answer to {prompt.text}", prompt.model, Usage(20, 40), True)
+        return Completion(f"answer to {prompt.text}", prompt.model, Usage(20, 40), self.kept)
 
 
 def log(message: str) -> None:
