@@ -80,6 +80,41 @@ def qqp_figures(verifier: Verifier, scored: Scored) -> dict[str, object]:
     }
 
 
+def qqp_populated(e: OnnxEmbedder, verifier: Verifier, split: str = "dev") -> dict[str, object]:
+    """Every distinct first question of a qqp split stored, each duplicate's second question asked: which of the 3
+    nearest stored questions the verifier accepts, and how often the one served is the labelled duplicate. The
+    other hits are not all wrong (Quora has clusters of duplicates, labelled in pairs), so compare the shares."""
+    pairs = qqp(split)
+    v = embed_cached(pairs.a + pairs.b, e.embed, e.id, batch=8)
+    va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
+    first = {text: i for i, text in reversed(list(enumerate(pairs.a)))}
+    stored = list(first)
+    keys = np.array([first[text] for text in stored])
+    asked = np.flatnonzero(pairs.duplicate)
+    similarity = vb[asked] @ va[keys].T
+    nearest = np.argsort(-similarity, axis=1)[:, :3]
+    tally = {rule: [0, 0] for rule in ("nearest_accepted", "farther_accepted_nearest_rejected", "most_confident_of_3")}
+    for row, i in enumerate(asked):
+        top = [stored[j] for j in nearest[row]]
+        sims = similarity[row, nearest[row]]
+        q = np.repeat(vb[i : i + 1], 3, axis=0)
+        p = _scores(verifier, [pairs.b[i]] * 3, top, q, va[keys[nearest[row]]])
+        accepted = (p >= verifier.threshold) & (sims >= verifier.min_cosine)
+        if not accepted.any():
+            continue
+        rule = "nearest_accepted" if accepted[0] else "farther_accepted_nearest_rejected"
+        tally[rule][top[int(np.argmax(accepted))] != pairs.a[i]] += 1
+        tally["most_confident_of_3"][top[int(np.argmax(np.where(accepted, p, -1.0)))] != pairs.a[i]] += 1
+    return {
+        "stored": len(stored),
+        "asked": len(asked),
+        **{
+            rule: {"hits": r + w, "labelled_duplicate": r, "other": w, "labelled_share": round(r / max(1, r + w), 4)}
+            for rule, (r, w) in tally.items()
+        },
+    }
+
+
 def gptcache_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
     pairs = gptcache_paraphrases()
     v = embed_cached(pairs.a + pairs.b, e.embed, e.id, batch=8)
@@ -364,6 +399,7 @@ def main() -> None:
         "embedder": e.id,
         "qqp_dev": qqp_figures(verifier, dev),
         "qqp_test": qqp_figures(verifier, test),
+        "qqp_dev_populated": qqp_populated(e, verifier, "dev"),
         "gptcache": gptcache_figures(e, verifier),
         "feedback_calibration": feedback_figures(verifier, dev, test),
         "multiturn": asyncio.run(multiturn_figures(e, verifier)),
