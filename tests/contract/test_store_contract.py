@@ -262,3 +262,40 @@ async def test_the_knn_settings_reach_the_store(redis_url: str, key_prefix: str)
         Settings(knn_ef_runtime=0)
     with pytest.raises(ValidationError, match="knn_plan"):
         Settings(knn_plan="fastest")  # type: ignore[arg-type]
+
+
+async def test_a_mismatch_mark_flags_the_entry_for_that_question_only(backend: tuple[VectorStore, Advance]) -> None:
+    store, _ = backend
+    await store.put(entry("a"), unit(1), 100)
+    assert await store.mark_mismatch("a", "f" * 32)
+    assert await store.mark_mismatch("missing", "f" * 32) is False
+    assert await store.get("missing") is None  # the mark did not leave a stray key behind
+    flags = {asked: [m.mismatched for m in await store.search("s1", unit(1), k=1, asked=asked)]
+             for asked in ("f" * 32, "e" * 32, None)}  # fmt: skip
+    assert flags == {"f" * 32: [True], "e" * 32: [False], None: [False]}
+    got = await store.get("a")  # the entry itself is intact, and still served to everyone else
+    assert got is not None
+    assert got.response == "r"
+    await store.put(entry("a", response="new"), unit(1), 100)  # a new answer under the id: the mark goes with the old
+    assert [m.mismatched for m in await store.search("s1", unit(1), k=1, asked="f" * 32)] == [False]
+
+
+async def test_a_mismatch_mark_read_with_hmget_where_the_knn_reply_has_no_fields(
+    redis_url: str, key_prefix: str
+) -> None:
+    client = redis_store.connect(redis_url, timeout_s=2, connect_timeout_s=2)
+    store = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM)
+    await store.ensure_index()
+    store._inline = False  # as on a server that does not return unindexed fields with the KNN reply
+    try:
+        await store.put(entry("a"), unit(1), 100)
+        await store.mark_mismatch("a", "f" * 32)
+        assert [m.mismatched for m in await store.search("s1", unit(1), k=1, asked="f" * 32)] == [True]
+        assert [m.mismatched for m in await store.search("s1", unit(1), k=1, asked="e" * 32)] == [False]
+        ttl = await client.pttl(store.key("a"))
+        assert 0 < ttl <= 100_000  # the mark kept the entry's deadline
+        assert await store.mark_mismatch("gone", "f" * 32) is False
+        assert not await client.exists(store.key("gone"))  # no lone field left without a deadline
+    finally:
+        await client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
+        await store.close()

@@ -86,6 +86,23 @@ def test_feedback_wrong_removes_the_entry(keyed_api: ApiServer) -> None:
         assert long.json()["error"]["param"] == "query"
 
 
+def test_a_mismatch_verdict_keeps_the_answer_for_its_own_question(keyed_api: ApiServer) -> None:
+    word = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:6]).capitalize()  # letters: no number rule
+    stored, paraphrase = f"How do I learn the {word} language quickly?", f"How can I learn the {word} language quickly?"
+    with client(keyed_api, GLOBEX) as globex:
+        entry = ask(globex, stored).headers["x-semcache-entry"]
+        hit = ask(globex, paraphrase)
+        assert (hit.headers["x-semcache-tier"], hit.headers["x-semcache-entry"]) == ("semantic", entry)
+        body = {"entry_id": entry, "verdict": "mismatch", "query": paraphrase}
+        verdict = globex.post("/v1/cache/feedback", json=body).json()
+        assert (verdict["removed"], verdict["mismatched"]) == (False, True)
+        assert ask(globex, paraphrase).headers["x-semcache"] == "miss", "not served to that question again"
+        own = ask(globex, stored)
+        assert (own.headers["x-semcache-tier"], own.headers["x-semcache-entry"]) == ("exact", entry)
+        bare = globex.post("/v1/cache/feedback", json={"entry_id": entry, "verdict": "mismatch"})
+        assert (bare.status_code, bare.json()["error"]["param"]) == (422, "query")
+
+
 def test_verdicts_calibrate_only_their_tenants_threshold(keyed_api: ApiServer) -> None:
     word = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:6]).capitalize()  # letters: no number rule
     stored, paraphrase = f"How do I learn the {word} language quickly?", f"How can I learn the {word} language quickly?"

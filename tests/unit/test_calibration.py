@@ -240,3 +240,25 @@ async def test_closing_stops_the_refreshes_under_way() -> None:
     await started.wait()
     await asyncio.wait_for(thresholds.close(), timeout=5)
     assert cancelled.is_set(), "the store is closed after this: nothing may still be reading from it"
+
+
+async def test_a_mismatch_keeps_the_entry_for_its_own_question_and_refuses_the_one_asked(
+    service: CacheService,
+) -> None:
+    stored = await service.answer(ask(STORED), tenant="t")
+    assert stored.cache.entry_id is not None
+    hit = await service.answer(ask(PARAPHRASE), tenant="t")
+    assert (hit.cache.tier, hit.cache.entry_id) == ("semantic", stored.cache.entry_id)
+    verdict = await service.feedback(stored.cache.entry_id, wrong=True, mismatch=True, tenant="t", query=PARAPHRASE)
+    assert (verdict.removed, verdict.mismatched) == (False, True)
+    assert verdict.confidence == pytest.approx(hit.cache.confidence, abs=1e-5)  # counted as a wrong match
+    assert (await service.feedback_log("t"))[0]["duplicate"] is False
+    own = await service.answer(ask(STORED), tenant="t")
+    assert (own.cache.tier, own.cache.entry_id) == ("exact", stored.cache.entry_id), "kept for its own question"
+    other = await service.answer(ask("how do I reset my email password now please"), tenant="t")
+    assert (other.cache.tier, other.cache.entry_id) == ("semantic", stored.cache.entry_id), "others still served"
+    refused = await service.answer(ask(PARAPHRASE), tenant="t")
+    assert refused.cache.status == "miss", "never served to the question marked a mismatch"
+    for query in (None, f" {STORED} "):  # a mismatch needs another question to refuse
+        with pytest.raises(ValueError, match="mismatch"):
+            await service.feedback(stored.cache.entry_id, wrong=True, mismatch=True, tenant="t", query=query)

@@ -56,8 +56,13 @@ class IndexMismatch(StoreError):
 
 _FIELDS = ("v", "scope", "query", "response", "model", "usage", "created_at", "tenant", "expires_at")
 _FIELD_KEYS = tuple(f.encode() for f in _FIELDS)
-_RETURNED = (str(2 + len(_FIELDS)), "dist", *_FIELDS, "vec")
-"""FT.SEARCH's RETURN clause that brings each candidate whole: distance, fields, vector."""
+_RETURNED = ("dist", *_FIELDS, "vec")
+"""What FT.SEARCH's RETURN clause brings of each candidate, whole: distance, fields, vector."""
+
+
+def _mismatch_field(asked: str) -> str:
+    """The entry's field that says it must not serve the question whose entry id is asked (a mismatch verdict)."""
+    return f"mismatch_{asked}"
 
 
 def connect(url: str, *, timeout_s: float, connect_timeout_s: float, max_connections: int = 64) -> Redis:
@@ -257,18 +262,35 @@ class RedisStore:
         """The entry with this id and its stored vector, or None; one HMGET."""
         self._check_refused()
         async with self._translated("HMGET"):
-            ((entry, vector),) = await self._read([self.key(entry_id)], with_vector=True)
+            ((entry, vector, _),) = await self._read([self.key(entry_id)], with_vector=True)
         return None if entry is None else (entry, vector)
 
-    async def search(self, scope: str, vector: Vector, k: int) -> list[Match]:
-        """Up to k entries of this scope nearest to vector, most similar first."""
+    async def mark_mismatch(self, entry_id: str, asked: str) -> bool:
+        """Mark the entry as not serving the question whose entry id is asked: a field of its hash, read back with
+        the KNN reply (no extra round trip on lookups), gone with the entry. False if the entry is gone."""
+        self._check_refused()
+        key = self.key(entry_id)
+        async with self._translated("HGET/MULTI/EXEC"):
+            (expires_at,) = await self._reads.execute(("HGET", key, "expires_at"))
+            if expires_at is None:
+                return False
+            # The entry's own deadline again, in the same transaction: if it expired meanwhile, the lone field is
+            # removed at once instead of living on without one. (Were the entry replaced in between, the new one
+            # would take the old deadline for its key; its stored expires_at still bounds what is served.)
+            deadline_ms = int(float(expires_at) * 1000)
+            await self._writes.execute(("HSET", key, _mismatch_field(asked), "1"), ("PEXPIREAT", key, deadline_ms))
+        return True
+
+    async def search(self, scope: str, vector: Vector, k: int, *, asked: str | None = None) -> list[Match]:
+        """Up to k entries of this scope nearest to vector, most similar first (mismatched: see mark_mismatch)."""
         self._check_refused()
         if not self._index_ready:  # Redis was down at start: create the index as soon as it is back
             await self.ensure_index()
         blob = np.asarray(vector, dtype=np.float32).tobytes()
         batches = self._force_batches or (self._plans is not None and self._plans.batches(scope))
         attributes = (" HYBRID_POLICY BATCHES" if batches else "") + self._ef
-        command = _knn_command(self.index_name, scope, k, blob, attributes, whole=self._inline)
+        mismatch = _mismatch_field(asked) if asked is not None else None
+        command = _knn_command(self.index_name, scope, k, blob, attributes, whole=self._inline, extra=mismatch)
         async with self._translated("FT.SEARCH"):
             try:
                 started = time.perf_counter()
@@ -292,35 +314,40 @@ class RedisStore:
                 (reply,) = await self._reads.execute(command)
             hits = _parse_knn(reply)
             now = time.time()
-            rows: list[tuple[Entry | None, Vector | None]] = []
+            rows: list[tuple[Entry | None, Vector | None, bool]] = []
             unread: list[int] = []  # no RETURN, or a server that left the unindexed fields out: read with HMGET
             for key, _, values in hits:
                 if b"v" in values:
-                    rows.append(self._decode(key, [values.get(f) for f in _FIELD_KEYS], values.get(b"vec"), now))
+                    entry, vec = self._decode(key, [values.get(f) for f in _FIELD_KEYS], values.get(b"vec"), now)
+                    rows.append((entry, vec, mismatch is not None and mismatch.encode() in values))
                 else:
                     unread.append(len(rows))
-                    rows.append((None, None))
+                    rows.append((None, None, False))
             if unread:
-                for i, row in zip(
-                    unread, await self._read([hits[i][0] for i in unread], with_vector=True), strict=True
-                ):
+                read = await self._read([hits[i][0] for i in unread], with_vector=True, mismatch=mismatch)
+                for i, row in zip(unread, read, strict=True):
                     rows[i] = row
         matches = [
-            Match(entry, 1.0 - distance, vec)
-            for (entry, vec), (_, distance, _) in zip(rows, hits, strict=True)
+            Match(entry, 1.0 - distance, vec, mismatched)
+            for (entry, vec, mismatched), (_, distance, _) in zip(rows, hits, strict=True)
             if entry is not None and entry.scope == scope
         ]
         matches.sort(key=lambda m: m.similarity, reverse=True)
         return matches
 
     async def _read(
-        self, keys: Sequence[str], *, with_vector: bool = False
-    ) -> list[tuple[Entry | None, Vector | None]]:
-        fields = (*_FIELDS, "vec") if with_vector else _FIELDS
+        self, keys: Sequence[str], *, with_vector: bool = False, mismatch: str | None = None
+    ) -> list[tuple[Entry | None, Vector | None, bool]]:
+        """Each key's entry, its vector if asked for, and whether it has the mismatch field (one HMGET per key)."""
+        fields = (*_FIELDS, *(("vec",) if with_vector else ()), *((mismatch,) if mismatch else ()))
         replies = cast(list[list[bytes | None]], await self._reads.execute(*(("HMGET", key, *fields) for key in keys)))
         now = time.time()
+        n = len(_FIELDS)
         return [
-            self._decode(key, values[: len(_FIELDS)], values[-1] if with_vector else None, now)
+            (
+                *self._decode(key, values[:n], values[n] if with_vector else None, now),
+                mismatch is not None and values[-1] is not None,
+            )
             for key, values in zip(keys, replies, strict=True)
         ]
 
@@ -462,14 +489,15 @@ def _is_missing_index(exc: ResponseError) -> bool:
 
 
 def _knn_command(
-    index: str, scope: str, k: int, blob: bytes, attributes: str = "", *, whole: bool = False
+    index: str, scope: str, k: int, blob: bytes, attributes: str = "", *, whole: bool = False, extra: str | None = None
 ) -> tuple[str | bytes, ...]:
     """FT.SEARCH for the k entries of scope nearest to the vector blob, with optional KNN attributes; returning the
-    candidates whole (their fields and vector: RETURN of unindexed fields) or only their distance."""
-    returned = _RETURNED if whole else ("1", "dist")
+    candidates whole (their fields and vector, and the extra field if they have it: RETURN of unindexed fields) or
+    only their distance."""
+    returned = (*_RETURNED, *((extra,) if extra else ())) if whole else ("dist",)
     return (
         "FT.SEARCH", index, f"(@scope:{{{scope}}})=>[KNN {k} @vec $v{attributes} AS dist]", "PARAMS", "2", "v", blob,
-        "RETURN", *returned, "LIMIT", "0", str(k), "DIALECT", "2",
+        "RETURN", str(len(returned)), *returned, "LIMIT", "0", str(k), "DIALECT", "2",
     )  # fmt: skip
 
 

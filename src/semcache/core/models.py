@@ -97,6 +97,8 @@ class Match:
     similarity: float
     vector: Any = None
     """The entry's stored vector (a float32 array), for the verifier; None if the store did not read it."""
+    mismatched: bool = False
+    """A caller marked this entry a mismatch for the question asked (semcache.core.ports.VectorStore.mark_mismatch)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,8 @@ class Verdict:
     """For a verdict on a semantic hit (the asked question given): the verifier's confidence for that pair."""
     threshold: float | None = None
     """Then also: the tenant's confidence threshold after this verdict."""
+    mismatched: bool = False
+    """A mismatch verdict was recorded: the entry stays, but never serves the asked question again."""
 
 
 class CacheMode(enum.StrEnum):

@@ -51,8 +51,14 @@ class VectorStore(Protocol):
         """The entry with this id and its stored vector (None if the store could not read it), or None."""
         ...
 
-    async def search(self, scope: str, vector: Vector, k: int) -> list[Match]:
-        """Up to k entries of this scope nearest to vector, most similar first."""
+    async def search(self, scope: str, vector: Vector, k: int, *, asked: str | None = None) -> list[Match]:
+        """Up to k entries of this scope nearest to vector, most similar first; a match marked a mismatch for the
+        asked question (its entry id, see mark_mismatch) has mismatched=True."""
+        ...
+
+    async def mark_mismatch(self, entry_id: str, asked: str) -> bool:
+        """Mark the entry as not serving the question whose entry id is asked (a caller's mismatch verdict), for as
+        long as the entry lives; False if the entry is gone."""
         ...
 
     async def put(self, entry: Entry, vector: Vector, ttl_seconds: int) -> None:

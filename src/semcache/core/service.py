@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, replace
 from semcache.core.batching import EmbedBatcher
 from semcache.core.calibration import TenantThresholds, bucket
 from semcache.core.errors import EmbedderError, StoreError, UpstreamError
-from semcache.core.fingerprint import entry_id, normalize_text, scope_fingerprint
+from semcache.core.fingerprint import entry_id as entry_id_of
+from semcache.core.fingerprint import normalize_text, scope_fingerprint
 from semcache.core.freshness import FreshnessPolicy, is_volatile
 from semcache.core.models import (
     JSON,
@@ -194,7 +195,7 @@ class CacheService:
 
         normalized = normalize_text(text)
         scope = scope_fingerprint(prompt, tenant=tenant, embedder_id=self._embedder.id)
-        eid = entry_id(scope, normalized)
+        eid = entry_id_of(scope, normalized)
         asked = _Asked(prompt, control, text, normalized, scope, eid, tenant, on_event)
         leader = self._inflight.get(eid)
         if leader is not None and control.mode is CacheMode.USE:
@@ -381,8 +382,8 @@ class CacheService:
         floor = control.min_similarity or self._policy.min_similarity
         matches = [
             m
-            for m in await self._store.search(scope, vector, self._policy.candidates)
-            if m.entry.scope == scope and m.similarity >= floor
+            for m in await self._store.search(scope, vector, self._policy.candidates, asked=asked.eid)
+            if m.entry.scope == scope and m.similarity >= floor and not m.mismatched
         ]
         verifier = self._policy.verifier
         if verifier is None:
@@ -431,7 +432,9 @@ class CacheService:
         verifier = self._policy.verifier
         return f"{verifier.version if verifier else 'cosine'}|{tenant}"
 
-    async def feedback(self, entry_id: str, *, wrong: bool, tenant: str | None, query: str | None = None) -> Verdict:
+    async def feedback(
+        self, entry_id: str, *, wrong: bool, tenant: str | None, query: str | None = None, mismatch: bool = False
+    ) -> Verdict:
         """A caller's verdict on a served entry (tenant's own; any tenant's if None).
 
         A wrong entry is removed (the next ask goes to the LLM). Given the question that was asked (`query`) and
@@ -439,7 +442,12 @@ class CacheService:
         when served (the asked question embedded, against the stored vector), the verdict counted at that
         confidence for the entry's tenant (whose threshold it may raise; see semcache.core.calibration) and the
         labelled pair kept in the tenant's feedback log.
+
+        mismatch (with wrong, and a query other than the stored question): the answer is right for its own
+        question but not for the one asked. The entry stays; the asked question is never served from it again.
         """
+        if mismatch and not wrong:
+            raise ValueError("a mismatch is a wrong verdict")
         found = await self._store.get_with_vector(entry_id)
         if found is None:
             return Verdict(removed=False)
@@ -450,6 +458,8 @@ class CacheService:
         verifier = self._policy.verifier
         asked = normalize_text(query) if query is not None else None
         stored = normalize_text(entry.query)
+        if mismatch and (asked is None or asked == stored):
+            raise ValueError("a mismatch needs the question asked, and one other than the stored question")
         if verifier is not None and asked is not None and asked != stored:
             u = await self._embed(asked)
             if v is None:  # a row without its vector (never served semantically, since search needs it)
@@ -460,6 +470,12 @@ class CacheService:
             key = self._calibration_key(entry.tenant)
             await self._store.record_verdict(key, bucket(confidence), wrong=wrong, example=example, tenant=entry.tenant)
             threshold = await self._thresholds.refresh(entry.tenant)
+        if mismatch:
+            assert asked is not None
+            mismatched = await self._store.mark_mismatch(entry_id, entry_id_of(entry.scope, asked))
+            if mismatched:
+                log.info("entry %s no longer serves a question marked a mismatch", entry_id)
+            return Verdict(removed=False, confidence=confidence, threshold=threshold, mismatched=mismatched)
         removed = await self._store.delete(entry_id) if wrong else False
         if removed:
             log.info("entry %s removed after feedback", entry_id)

@@ -49,7 +49,10 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     entry_id: str = Field(pattern="^[0-9a-f]{32}$")
-    verdict: Literal["wrong", "right"]
+    verdict: Literal["wrong", "right", "mismatch"] = Field(
+        description="wrong: the answer is removed; mismatch: the answer is right for its own question but not for the "
+        "one asked (query required): it stays, and never serves that question again; right: kept"
+    )
     query: str | None = Field(
         None,
         min_length=1,
@@ -254,12 +257,19 @@ def create_app(
         if body.query is not None and len(body.query) > max_query_chars:
             raise InvalidRequest(f"the query is longer than {max_query_chars} characters", param="query", status=422)
         tenant = None if who.admin and not authenticator.enabled else who.tenant
-        verdict = await service.feedback(body.entry_id, wrong=body.verdict == "wrong", tenant=tenant, query=body.query)
-        stats.record_feedback(wrong=body.verdict == "wrong")
+        wrong, mismatch = body.verdict != "right", body.verdict == "mismatch"
+        try:
+            verdict = await service.feedback(
+                body.entry_id, wrong=wrong, tenant=tenant, query=body.query, mismatch=mismatch
+            )
+        except ValueError as exc:  # a mismatch without the question asked, or with the stored question itself
+            raise InvalidRequest(str(exc), param="query", status=422) from None
+        stats.record_feedback(wrong=wrong)
         return {
             "entry_id": body.entry_id,
             "verdict": body.verdict,
             "removed": verdict.removed,
+            "mismatched": verdict.mismatched,
             "confidence": verdict.confidence,
             "threshold": verdict.threshold,
         }
