@@ -16,6 +16,8 @@ import asyncio
 import json
 import statistics
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,31 @@ def qqp_figures(verifier: Verifier, scored: Scored) -> dict[str, object]:
     }
 
 
+@dataclass(frozen=True)
+class Nearest:
+    """The 3 stored texts nearest to one asked text (nearest first), their cosines, the verifier's scores, and which
+    it accepts (the cosine floor and the threshold): what the service chose among when it asked for 3 candidates."""
+
+    texts: list[str]
+    similarity: np.ndarray
+    scores: np.ndarray
+    accepted: np.ndarray
+
+
+def three_nearest(
+    verifier: Verifier, stored: list[str], stored_vectors: np.ndarray, asked: list[str], asked_vectors: np.ndarray
+) -> Iterator[Nearest]:
+    """Nearest for every asked text, in order, against every stored text (exact cosine, as MemoryStore searches)."""
+    similarity = asked_vectors @ stored_vectors.T
+    for row, text in enumerate(asked):
+        nearest = np.argsort(-similarity[row])[:3]
+        texts = [stored[j] for j in nearest]
+        sims = similarity[row, nearest]
+        q = np.repeat(asked_vectors[row : row + 1], len(nearest), axis=0)
+        p = _scores(verifier, [text] * len(nearest), texts, q, stored_vectors[nearest])
+        yield Nearest(texts, sims, p, (p >= verifier.threshold) & (sims >= verifier.min_cosine))
+
+
 def qqp_populated(e: OnnxEmbedder, verifier: Verifier, split: str = "dev") -> dict[str, object]:
     """Every distinct first question of a qqp split stored, each duplicate's second question asked: which of the 3
     nearest stored questions the verifier accepts, and how often the one served is the labelled duplicate. The
@@ -89,22 +116,17 @@ def qqp_populated(e: OnnxEmbedder, verifier: Verifier, split: str = "dev") -> di
     va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
     first = {text: i for i, text in reversed(list(enumerate(pairs.a)))}
     stored = list(first)
-    keys = np.array([first[text] for text in stored])
     asked = np.flatnonzero(pairs.duplicate)
-    similarity = vb[asked] @ va[keys].T
-    nearest = np.argsort(-similarity, axis=1)[:, :3]
+    questions = [pairs.b[i] for i in asked]
     tally = {rule: [0, 0] for rule in ("nearest_accepted", "farther_accepted_nearest_rejected", "most_confident_of_3")}
-    for row, i in enumerate(asked):
-        top = [stored[j] for j in nearest[row]]
-        sims = similarity[row, nearest[row]]
-        q = np.repeat(vb[i : i + 1], 3, axis=0)
-        p = _scores(verifier, [pairs.b[i]] * 3, top, q, va[keys[nearest[row]]])
-        accepted = (p >= verifier.threshold) & (sims >= verifier.min_cosine)
-        if not accepted.any():
+    for i, n in zip(
+        asked, three_nearest(verifier, stored, va[list(first.values())], questions, vb[asked]), strict=True
+    ):
+        if not n.accepted.any():
             continue
-        rule = "nearest_accepted" if accepted[0] else "farther_accepted_nearest_rejected"
-        tally[rule][top[int(np.argmax(accepted))] != pairs.a[i]] += 1
-        tally["most_confident_of_3"][top[int(np.argmax(np.where(accepted, p, -1.0)))] != pairs.a[i]] += 1
+        rule = "nearest_accepted" if n.accepted[0] else "farther_accepted_nearest_rejected"
+        tally[rule][n.texts[int(np.argmax(n.accepted))] != pairs.a[i]] += 1
+        tally["most_confident_of_3"][n.texts[int(np.argmax(np.where(n.accepted, n.scores, -1.0)))] != pairs.a[i]] += 1
     return {
         "stored": len(stored),
         "asked": len(asked),
@@ -165,19 +187,13 @@ async def gptcache_populated(e: OnnxEmbedder, verifier: Verifier, va: np.ndarray
         if got.cache.status == "hit":
             count("service", got.text, origin)
     first = {text: i for i, text in enumerate(pairs.a)}
-    keys = np.array([first[text] for text in stored])
-    similarity = vb @ va[keys].T
-    nearest = np.argsort(-similarity, axis=1)[:, :3]
-    for row, asked in enumerate(pairs.b):
-        top = [stored[j] for j in nearest[row]]
-        sims = similarity[row, nearest[row]]
-        if sims[0] >= 0.85:
-            count("cosine_0.85_nearest", top[0], pairs.a[row])
-        p = _scores(verifier, [asked] * 3, top, np.repeat(vb[row : row + 1], 3, axis=0), va[keys[nearest[row]]])
-        accepted = (p >= verifier.threshold) & (sims >= verifier.min_cosine)
-        if accepted.any():
-            count("most_confident_of_3", top[int(np.argmax(np.where(accepted, p, -1.0)))], pairs.a[row])
-            count("nearest_of_3", top[int(np.argmax(accepted))], pairs.a[row])
+    keys = [first[text] for text in stored]
+    for origin, n in zip(pairs.a, three_nearest(verifier, stored, va[keys], pairs.b, vb), strict=True):
+        if n.similarity[0] >= 0.85:
+            count("cosine_0.85_nearest", n.texts[0], origin)
+        if n.accepted.any():
+            count("most_confident_of_3", n.texts[int(np.argmax(np.where(n.accepted, n.scores, -1.0)))], origin)
+            count("nearest_of_3", n.texts[int(np.argmax(n.accepted))], origin)
     return {
         "stored": len(stored),
         "asked": len(pairs.b),

@@ -143,7 +143,11 @@ async def mark(service: CacheService, tenant: str, *, wrong: bool, times: int) -
     for _ in range(times):
         stored = await service.answer(ask(STORED), tenant=tenant)
         assert stored.cache.entry_id is not None
-        verdicts.append(await service.feedback(stored.cache.entry_id, wrong=wrong, tenant=tenant, query=PARAPHRASE))
+        verdicts.append(
+            await service.feedback(
+                stored.cache.entry_id, "wrong" if wrong else "right", tenant=tenant, query=PARAPHRASE
+            )
+        )
     return verdicts
 
 
@@ -158,7 +162,7 @@ async def test_wrong_verdicts_on_a_semantic_hit_raise_that_tenants_threshold(ser
     embedder = service.embedder
     assert isinstance(embedder, BagOfWordsEmbedder)
     embedded = len(embedder.calls)
-    first = await service.feedback(hit.cache.entry_id, wrong=True, tenant="t", query=PARAPHRASE)
+    first = await service.feedback(hit.cache.entry_id, "wrong", tenant="t", query=PARAPHRASE)
     assert embedder.calls[embedded:] == [PARAPHRASE], "the stored question's vector is read, not computed again"
     assert first.removed
     assert first.confidence == pytest.approx(hit.cache.confidence, abs=1e-5)
@@ -214,10 +218,10 @@ async def test_verdicts_are_forgotten_a_month_after_the_last_one() -> None:
 async def test_verdicts_that_say_nothing_about_the_matcher_are_not_counted(service: CacheService) -> None:
     first = await service.answer(ask(STORED), tenant="t")
     assert first.cache.entry_id is not None
-    elsewhere = await service.feedback(first.cache.entry_id, wrong=True, tenant="u", query=PARAPHRASE)
+    elsewhere = await service.feedback(first.cache.entry_id, "wrong", tenant="u", query=PARAPHRASE)
     assert not elsewhere.removed, "another tenant's entry: nothing happens"
     assert elsewhere.confidence is None
-    exact = await service.feedback(first.cache.entry_id, wrong=True, tenant="t", query=f" {STORED} ")
+    exact = await service.feedback(first.cache.entry_id, "wrong", tenant="t", query=f" {STORED} ")
     assert exact.removed
     assert exact.confidence is None, "an exact hit's verdict is on the answer, not the matcher"
     assert await service.feedback_log("t") == []
@@ -249,7 +253,7 @@ async def test_a_mismatch_keeps_the_entry_for_its_own_question_and_refuses_the_o
     assert stored.cache.entry_id is not None
     hit = await service.answer(ask(PARAPHRASE), tenant="t")
     assert (hit.cache.tier, hit.cache.entry_id) == ("semantic", stored.cache.entry_id)
-    verdict = await service.feedback(stored.cache.entry_id, wrong=True, mismatch=True, tenant="t", query=PARAPHRASE)
+    verdict = await service.feedback(stored.cache.entry_id, "mismatch", tenant="t", query=PARAPHRASE)
     assert (verdict.removed, verdict.mismatched) == (False, True)
     assert verdict.confidence == pytest.approx(hit.cache.confidence, abs=1e-5)  # counted as a wrong match
     assert (await service.feedback_log("t"))[0]["duplicate"] is False
@@ -261,4 +265,4 @@ async def test_a_mismatch_keeps_the_entry_for_its_own_question_and_refuses_the_o
     assert refused.cache.status == "miss", "never served to the question marked a mismatch"
     for query in (None, f" {STORED} "):  # a mismatch needs another question to refuse
         with pytest.raises(ValueError, match="mismatch"):
-            await service.feedback(stored.cache.entry_id, wrong=True, mismatch=True, tenant="t", query=query)
+            await service.feedback(stored.cache.entry_id, "mismatch", tenant="t", query=query)

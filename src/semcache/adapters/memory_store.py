@@ -20,17 +20,17 @@ class MemoryStore:
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._entries: dict[str, tuple[Entry, Vector, float]] = {}
-        self._mismatches: dict[str, set[str]] = defaultdict(set)  # entry id -> asked ids it must not serve
+        # entry id -> the entry, its vector, its deadline, and the asked ids it must not serve (see mark_mismatch),
+        # which go with the entry as a Redis hash's fields do
+        self._entries: dict[str, tuple[Entry, Vector, float, set[str]]] = {}
         self._verdicts: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
         self._last_verdict: dict[str, float] = {}
         self._log: dict[str, deque[dict[str, JSON]]] = defaultdict(lambda: deque(maxlen=FEEDBACK_LOG_LIMIT))
 
-    def _live(self, entry_id: str) -> tuple[Entry, Vector, float] | None:
+    def _live(self, entry_id: str) -> tuple[Entry, Vector, float, set[str]] | None:
         item = self._entries.get(entry_id)
         if item is not None and item[2] <= self._clock():
             del self._entries[entry_id]
-            self._mismatches.pop(entry_id, None)
             return None
         return item
 
@@ -55,38 +55,35 @@ class MemoryStore:
             if item is None or item[0].scope != scope:
                 continue
             similarity = float(np.dot(item[1], vector))
-            mismatched = asked is not None and asked in self._mismatches.get(entry_id, ())
+            mismatched = asked is not None and asked in item[3]
             matches.append(Match(self._with_ttl(item[0], item[2]), similarity, item[1], mismatched))
         matches.sort(key=lambda m: m.similarity, reverse=True)
         return matches[:k]
 
     async def put(self, entry: Entry, vector: Vector, ttl_seconds: int) -> None:
         """Store entry, replacing any with its id."""
-        self._entries[entry.id] = (entry, np.asarray(vector, dtype=np.float32), self._clock() + ttl_seconds)
-        self._mismatches.pop(entry.id, None)  # a new entry: the old one's mismatches go with it
+        self._entries[entry.id] = (entry, np.asarray(vector, dtype=np.float32), self._clock() + ttl_seconds, set())
 
     async def mark_mismatch(self, entry_id: str, asked: str) -> bool:
         """Mark the entry as not serving the question whose entry id is asked; False if the entry is gone."""
-        if self._live(entry_id) is None:
-            return False
-        self._mismatches[entry_id].add(asked)
-        return True
+        item = self._live(entry_id)
+        if item is not None:
+            item[3].add(asked)
+        return item is not None
 
     async def delete(self, entry_id: str) -> bool:
         """Remove an entry; True if it existed."""
-        self._mismatches.pop(entry_id, None)
         return self._entries.pop(entry_id, None) is not None
 
     async def flush(self, *, tenant: str | None = None, scope: str | None = None) -> int:
         """Remove every entry of tenant and/or scope; the number removed."""
         doomed = [
             entry_id
-            for entry_id, (entry, _, _) in self._entries.items()
+            for entry_id, (entry, *_) in self._entries.items()
             if (tenant is None or entry.tenant == tenant) and (scope is None or entry.scope == scope)
         ]
         for entry_id in doomed:
             del self._entries[entry_id]
-            self._mismatches.pop(entry_id, None)
         return len(doomed)
 
     async def ping(self) -> dict[str, object]:

@@ -135,6 +135,9 @@ class CacheControl:
 
 Status = Literal["hit", "miss", "bypass"]
 Tier = Literal["exact", "semantic"]
+Judgement = Literal["right", "wrong", "mismatch"]
+"""A caller's verdict on a served answer: right; wrong (the answer is removed); mismatch (right for its own
+question, not for the one asked: it stays, and never serves that question again)."""
 
 
 @dataclass(frozen=True, slots=True)

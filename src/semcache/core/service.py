@@ -22,6 +22,7 @@ from semcache.core.models import (
     CacheInfo,
     CacheMode,
     Entry,
+    Judgement,
     Prompt,
     Usage,
     Verdict,
@@ -433,7 +434,7 @@ class CacheService:
         return f"{verifier.version if verifier else 'cosine'}|{tenant}"
 
     async def feedback(
-        self, entry_id: str, *, wrong: bool, tenant: str | None, query: str | None = None, mismatch: bool = False
+        self, entry_id: str, judgement: Judgement, *, tenant: str | None, query: str | None = None
     ) -> Verdict:
         """A caller's verdict on a served entry (tenant's own; any tenant's if None).
 
@@ -443,11 +444,10 @@ class CacheService:
         confidence for the entry's tenant (whose threshold it may raise; see semcache.core.calibration) and the
         labelled pair kept in the tenant's feedback log.
 
-        mismatch (with wrong, and a query other than the stored question): the answer is right for its own
-        question but not for the one asked. The entry stays; the asked question is never served from it again.
+        A mismatch (with a query other than the stored question) is wrong for the matcher, but the answer is right
+        for its own question: the entry stays, and the asked question is never served from it again.
         """
-        if mismatch and not wrong:
-            raise ValueError("a mismatch is a wrong verdict")
+        wrong, mismatch = judgement != "right", judgement == "mismatch"
         found = await self._store.get_with_vector(entry_id)
         if found is None:
             return Verdict(removed=False)

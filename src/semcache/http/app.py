@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from semcache import __version__
 from semcache.core.calibration import FEEDBACK_LOG_LIMIT
 from semcache.core.errors import InvalidRequest, SemcacheError, StoreError, UpstreamError
-from semcache.core.models import JSON, Answer, CacheControl, CacheInfo, Message, Prompt
+from semcache.core.models import JSON, Answer, CacheControl, CacheInfo, Judgement, Message, Prompt
 from semcache.core.service import CacheService, EventSink
 from semcache.http import errors
 from semcache.http.auth import Authenticator, Caller, Forbidden
@@ -49,7 +49,7 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     entry_id: str = Field(pattern="^[0-9a-f]{32}$")
-    verdict: Literal["wrong", "right", "mismatch"] = Field(
+    verdict: Judgement = Field(
         description="wrong: the answer is removed; mismatch: the answer is right for its own question but not for the "
         "one asked (query required): it stays, and never serves that question again; right: kept"
     )
@@ -257,14 +257,11 @@ def create_app(
         if body.query is not None and len(body.query) > max_query_chars:
             raise InvalidRequest(f"the query is longer than {max_query_chars} characters", param="query", status=422)
         tenant = None if who.admin and not authenticator.enabled else who.tenant
-        wrong, mismatch = body.verdict != "right", body.verdict == "mismatch"
         try:
-            verdict = await service.feedback(
-                body.entry_id, wrong=wrong, tenant=tenant, query=body.query, mismatch=mismatch
-            )
+            verdict = await service.feedback(body.entry_id, body.verdict, tenant=tenant, query=body.query)
         except ValueError as exc:  # a mismatch without the question asked, or with the stored question itself
             raise InvalidRequest(str(exc), param="query", status=422) from None
-        stats.record_feedback(wrong=wrong)
+        stats.record_feedback(wrong=body.verdict != "right")
         return {
             "entry_id": body.entry_id,
             "verdict": body.verdict,
