@@ -431,12 +431,12 @@ class RedisStore:
         self._check_refused()
         counts_key, log_key = self._verdict_prefix + calibration, self._log_prefix + tenant
         async with self._translated("MULTI/EXEC"):
-            pipe = self._client.pipeline(transaction=True)
-            pipe.hincrby(counts_key, f"{bucket}:{'w' if wrong else 'r'}", 1)
-            pipe.expire(counts_key, VERDICTS_TTL_S)
-            pipe.lpush(log_key, json.dumps(example))
-            pipe.ltrim(log_key, 0, FEEDBACK_LOG_LIMIT - 1)
-            await pipe.execute()
+            await self._writes.execute(
+                ("HINCRBY", counts_key, f"{bucket}:{'w' if wrong else 'r'}", 1),
+                ("EXPIRE", counts_key, VERDICTS_TTL_S),
+                ("LPUSH", log_key, json.dumps(example)),
+                ("LTRIM", log_key, 0, FEEDBACK_LOG_LIMIT - 1),
+            )
 
     async def verdicts(self, calibration: str) -> dict[int, tuple[int, int]]:
         """Bucket -> (right, wrong) from the calibration's hash."""
