@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from semcache.adapters import redis_store
+from semcache.adapters import redis_pipelining, redis_store
 from semcache.adapters.redis_pipelining import AutoPipeline
 from semcache.adapters.redis_store import RedisStore
 from semcache.core.models import Entry, Usage
@@ -127,3 +127,44 @@ async def test_a_busy_event_loop_is_not_taken_for_a_slow_redis(redis_url: str, k
         assert await task, "a reply that came in time was taken for a timeout"
     await client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
     await store.close()
+
+
+async def test_a_lone_command_in_flight_never_shares_its_connection(client: Redis, key_prefix: str) -> None:
+    pipeline = AutoPipeline(client)
+    await client.set(f"{key_prefix}a", "1")
+    blocked = asyncio.ensure_future(pipeline.execute(("BLPOP", f"{key_prefix}list", "0.5")))
+    await asyncio.sleep(0.05)  # BLPOP went alone, on the lone commands' connection, and waits there
+    started = time.monotonic()
+    # Issued while it is in flight, this one goes as a batch of its own: on another connection, at once.
+    assert await pipeline.execute(("GET", f"{key_prefix}a")) == [b"1"]
+    assert time.monotonic() - started < 0.4
+    assert await blocked == [None]
+
+
+async def test_a_lone_command_given_up_leaves_no_reply_for_the_next(client: Redis, key_prefix: str) -> None:
+    pipeline = AutoPipeline(client)
+    queue = f"{key_prefix}list"
+    waiting = asyncio.ensure_future(pipeline.execute(("BLPOP", queue, "5")))
+    await asyncio.sleep(0.05)  # sent; its reply has not come
+    waiting.cancel()
+    await asyncio.sleep(0.05)  # the server sees the connection close
+    await client.rpush(queue, "x")  # type: ignore[misc]
+    # Had the connection been kept, the server would have handed x to the abandoned BLPOP, and the next command
+    # would have read that reply as its own.
+    assert await pipeline.execute(("LRANGE", queue, "0", "-1")) == [[b"x"]]
+    assert waiting.cancelled()
+    await pipeline.aclose()
+
+
+async def test_the_lone_connection_closed_by_the_server_while_idle_is_reopened(
+    client: Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_pipelining, "IDLE_CHECK_S", 0.0)
+    pipeline = AutoPipeline(client)
+    await client.set(f"{key_prefix}a", "1")
+    (lone_id,) = await pipeline.execute(("CLIENT", "ID"))  # a lone command: the lone commands' connection's id
+    # An idle timeout on the server's side, or a Lambda environment thawed after minutes: the socket is dead.
+    await client.execute_command("CLIENT", "KILL", "ID", lone_id)  # type: ignore[no-untyped-call]
+    await asyncio.sleep(0.05)
+    assert await pipeline.execute(("GET", f"{key_prefix}a")) == [b"1"]
+    await pipeline.aclose()

@@ -123,10 +123,37 @@ class _Server:
         self.pipelines += 1
         return _Pipeline(self)
 
+    @property
+    def connection_pool(self) -> _Pool:
+        return _Pool(self)
+
     async def hmget(self, key: str, names: tuple[str, ...]) -> list[bytes | None]:
         self.reads += 1
         assert self.entry is not None
         return [self.entry[1].get(n.encode()) for n in names]
+
+
+class _Pool:
+    """redis-py's connection pool and its connections, as far as the store's lone commands use them."""
+
+    def __init__(self, server: _Server) -> None:
+        self.server = server
+        self.sent: tuple[object, ...] = ()
+
+    async def get_connection(self) -> _Pool:
+        return self
+
+    async def ensure_connection(self, connection: _Pool) -> None:
+        pass
+
+    async def send_command(self, *args: object) -> None:
+        self.sent = args
+
+    async def read_response(self) -> object:
+        return await self.server.execute_command(*self.sent)
+
+    async def disconnect(self, nowait: bool = False) -> None:
+        pass
 
 
 class _Pipeline:

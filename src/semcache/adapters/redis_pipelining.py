@@ -7,6 +7,12 @@ the cache was bypassed because we were busy, not because Redis was. Here a comma
 on its way (a request alone pays nothing); otherwise it waits for the end of the loop's turn, and the commands
 queued meanwhile leave together on one connection: one write, one read, one wake-up. ioredis calls this
 auto-pipelining; redis-py has no such option.
+
+A lone command (the common case: one request at a time, and every command of a Lambda instance) goes on one
+connection checked out of the pool once and kept, not through redis-py's client: checking a connection out of the
+blocking pool and back, with the client's bookkeeping, cost about 0.1-0.2 ms a command right after a model run
+(docs/performance.md), as much as the round trip itself. Only one lone command is ever in flight (it goes alone
+only when nothing else is under way), so that connection is never shared.
 """
 
 from __future__ import annotations
@@ -16,9 +22,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
 Command = tuple[Any, ...]
+
+IDLE_CHECK_S = 1.0
+"""The lone commands' connection, idle longer than this, is first checked as the pool checks the connections it hands
+out (reconnected if the server closed it meanwhile: an idle timeout, a Lambda environment thawed after minutes)."""
 
 
 class AutoPipeline:
@@ -38,6 +49,8 @@ class AutoPipeline:
         self._queue: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
         self._sending: set[asyncio.Task[None]] = set()
         self._in_flight = 0  # round trips under way: a command issued meanwhile waits for the next turn's batch
+        self._lone: AbstractConnection | None = None  # the lone commands' own connection, made on first use
+        self._lone_used = -IDLE_CHECK_S  # when it last completed a command (the event loop's clock)
         self.pipelines = 0
         """Pipelines (or lone commands) sent so far: fewer than the groups when callers were batched."""
 
@@ -49,6 +62,8 @@ class AutoPipeline:
             self.pipelines += 1
             self._in_flight += 1
             try:
+                if len(commands) == 1 and not self._transaction:
+                    return self._own([await self._alone(commands[0])])
                 return self._own(await self._run([commands]))
             finally:
                 self._in_flight -= 1
@@ -109,6 +124,7 @@ class AutoPipeline:
     async def _run(self, groups: Sequence[Sequence[Command]]) -> list[Any]:
         """One round trip: the replies to every command of groups, errors in place."""
         if len(groups) == 1 and len(groups[0]) == 1 and not self._transaction:
+            # Not on the lone commands' connection: a batch may go while a lone command is in flight there.
             try:
                 return [await self._client.execute_command(*groups[0][0])]  # type: ignore[no-untyped-call]
             except ResponseError as exc:
@@ -119,6 +135,32 @@ class AutoPipeline:
                 pipe.execute_command(*command)
         return await pipe.execute(raise_on_error=False)
 
+    async def _alone(self, command: Command) -> Any:
+        """The reply to one command (its error in place), sent on the lone commands' connection. Only execute's
+        direct path calls this, and it runs only when no other round trip is under way: never two at once."""
+        pool = self._client.connection_pool
+        conn = self._lone
+        if conn is None:
+            # Checked out of the pool once and kept: it counts against max_connections and closes with the pool.
+            conn = self._lone = await pool.get_connection()  # type: ignore[no-untyped-call]
+            self._lone_used = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        try:
+            if loop.time() - self._lone_used > IDLE_CHECK_S:
+                await pool.ensure_connection(conn)  # connects, or reconnects if the server has closed it
+            await conn.send_command(*command)
+            reply = await conn.read_response()
+        except ResponseError as exc:  # the command's own error: its reply was read, the connection is sound
+            reply = exc
+        except BaseException:
+            # Cancelled (out of budget) or broken between sending and reading: a reply may be on its way, which
+            # the next command would take for its own. This connection is dropped; the next command reconnects.
+            await conn.disconnect(nowait=True)
+            self._lone_used = -IDLE_CHECK_S
+            raise
+        self._lone_used = loop.time()
+        return reply
+
     @staticmethod
     def _own(replies: list[Any]) -> list[Any]:
         """A group's replies, or the first error among them raised."""
@@ -128,6 +170,10 @@ class AutoPipeline:
         return replies
 
     async def aclose(self) -> None:
-        """Wait for the pipelines being sent (their callers are waiting for them too)."""
+        """Wait for the pipelines being sent (their callers are waiting for them too), and give the lone commands'
+        connection back to the pool."""
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
+        if self._lone is not None:
+            conn, self._lone = self._lone, None
+            await self._client.connection_pool.release(conn)
