@@ -9,16 +9,18 @@ Peers, used through their own public APIs:
 Both get the same 999 stored statements (GPTCache's mock_data origins) and the same questions; their single cosine
 threshold is --cosine (RedisVL: distance 1 - cosine; GPTCache: similarity_threshold (1 + cosine) / 2, since its FAISS
 distance is the squared L2 of unit vectors, 2 - 2 cosine, scored as 4 - distance over the range 0..4).
-semcache runs its shipped matcher (verifier), as the local server runs it (runner threads) and as the Lambda
-handler does (the embedding on the event loop's thread; entries of a tenant of its own), and once more without the
-exact tier's probe (a measurement of what that probe costs a semantic hit, not a mode), and once doing only what
-RedisVL's check does (no exact probe, no verifier, the peers' cosine threshold, the embedding on the event loop's
-thread): what our lookup machinery costs for the same work, again a measurement and not a mode. Timings interleave every
-contestant on every question, so the machine's noise falls on all alike; figures are p50 / p99 in ms and ratios of
-medians. Hit rates are printed too: a fast miss is not a hit. Semantic lookups are timed only on the paraphrases
-every contestant serves (found first, in a pass that keeps nothing of semcache's: its misses go to a tenant of
-their own and are removed at once), so each time is a semantic hit's, never a miss's (which would store, making
-the next round's lookup an exact hit). Results: a table, and JSON under bench/results/.
+semcache runs its shipped matcher (verifier), as the local server runs it (runner threads) and as the Lambda handler
+does (the embedding on the event loop's thread), once more without the exact tier's probe (what that probe costs a
+semantic hit), and once doing only what RedisVL's check does (no exact probe, no verifier, the peers' cosine
+threshold, the embedding on the event loop's thread: what our lookup machinery costs for the same work). The last
+two are measurements, not modes of semcache. Each semcache contestant has an index of its own holding the same 999
+statements in one scope, as RedisVL's does. Timings interleave every contestant on every question, in an order that
+rotates, so the machine's noise falls on all alike; figures are p50 / p99 in ms and ratios of medians. Hit rates are
+printed too: a fast miss is not a hit. Semantic lookups are timed only on the paraphrases every contestant serves
+(found first, in a pass that keeps nothing of semcache's: its misses go to a store of their own and are removed at
+once), so each time is a semantic hit's, never a miss's (which would store, making the next round's lookup an exact
+hit).
+Results: a table, and JSON under bench/results/.
 """
 
 from __future__ import annotations
@@ -117,22 +119,26 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     pairs, origins, vectors = statements(embedder)
     log(f"embedded {len(origins)} statements")
 
-    # semcache
-    store = await bench_store(url, embedder, "peers")
-    service = CacheService(embedder=embedder, store=store, llm=InstantLLM(), policy=shipped_policy())
-    # As the Lambda handler builds it (the embedding on the event loop's thread), with entries of its own tenant:
-    # a paraphrase one of them misses and stores must not become the other's exact hit.
-    lone = CacheService(embedder=embedder, store=store, llm=InstantLLM(), policy=shipped_policy(), embed_inline=True)
-    probeless = CacheService(embedder=embedder, store=WithoutExactProbe(store), llm=InstantLLM(),
+    # semcache: each contestant with a store (an index) of its own holding the 999 statements in one scope, as
+    # RedisVL's index holds them (sharing one index, each would search 5,000 entries through its scope filter).
+    stores = {name: await bench_store(url, embedder, f"peers-{name}")
+              for name in ("server", "lambda", "probe", "probeless", "peer-work")}  # fmt: skip
+    for store in stores.values():
+        await fill(store, scope_fingerprint(ask("x"), tenant="bench", embedder_id=embedder.id), len(origins),
+                   origins, vectors)  # fmt: skip
+    service = CacheService(embedder=embedder, store=stores["server"], llm=InstantLLM(), policy=shipped_policy())
+    # As the Lambda handler builds it (the embedding on the event loop's thread).
+    lone = CacheService(embedder=embedder, store=stores["lambda"], llm=InstantLLM(), policy=shipped_policy(),
+                        embed_inline=True)  # fmt: skip
+    # Finds the paraphrases semcache serves, keeping nothing (below).
+    prober = CacheService(embedder=embedder, store=stores["probe"], llm=InstantLLM(), policy=shipped_policy())
+    probeless = CacheService(embedder=embedder, store=WithoutExactProbe(stores["probeless"]), llm=InstantLLM(),
                              policy=shipped_policy())  # fmt: skip
     # What RedisVL's check does and no more: no exact probe, no verifier, its cosine threshold; the embedding on the
     # event loop's thread as RedisVL's (synchronous) check has it. Not a mode of semcache either: the measurement of
     # what our lookup machinery costs for the same work, so that the rest of the gap is the work RedisVL skips.
-    peer_work = CacheService(embedder=embedder, store=WithoutExactProbe(store), llm=InstantLLM(),
+    peer_work = CacheService(embedder=embedder, store=WithoutExactProbe(stores["peer-work"]), llm=InstantLLM(),
                              policy=Policy(min_similarity=args.cosine), embed_inline=True)  # fmt: skip
-    for tenant in ("bench", "bench-lambda", "bench-probe", "bench-probeless", "bench-peer-work"):
-        await fill(store, scope_fingerprint(ask("x"), tenant=tenant, embedder_id=embedder.id), len(origins),
-                   origins, vectors)  # fmt: skip
 
     # RedisVL: stored with the vectors already computed (its store embeds otherwise; only lookups are timed)
     rvl = redisvl_cache(url, embedder, args.cosine)
@@ -158,12 +164,12 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
     questions = pairs[: args.questions]
 
-    # Which paraphrases each serves (semcache on a tenant of its own; a miss stores the paraphrase, which is removed
-    # again at once, so that it cannot serve a later paraphrase of the probe that the timed tenants would miss).
+    # Which paraphrases each serves (semcache on a store of its own; a miss stores the paraphrase, which is removed
+    # again at once, so that it cannot serve a later paraphrase of the probe that the timed stores would miss).
     async def semcache_serves(text: str) -> bool:
-        a = await service.answer(ask(text), tenant="bench-probe")
+        a = await prober.answer(ask(text), tenant="bench")
         if a.cache.status != "hit" and a.cache.entry_id is not None:
-            await service.delete(a.cache.entry_id, tenant="bench-probe")
+            await prober.delete(a.cache.entry_id, tenant="bench")
         return a.cache.status == "hit"
 
     served = {
@@ -177,7 +183,9 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     timings: dict[str, list[float]] = {k: [] for k in names}
     missed: dict[str, int] = {k: 0 for k in names if k != "embed"}  # a timed lookup that did not hit
     for i in range(args.iterations):
-        for name in names:
+        # Each iteration starts one contestant further on: none always follows the same one (which may have warmed
+        # or cooled the caches for it).
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             exact = name.endswith("exact")
             p = questions[i % len(questions)] if exact else common[i % len(common)]
             text = p["origin"] if exact else p["similar"]
@@ -186,13 +194,13 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 embedder.embed([normalize_text(text)])
                 hit = None
             elif name == "semcache_lambda_semantic":
-                a = await lone.answer(ask(text), tenant="bench-lambda")
+                a = await lone.answer(ask(text), tenant="bench")
                 hit = a.cache.status == "hit"
             elif name == "semcache_peer_work_semantic":
-                a = await peer_work.answer(ask(text), tenant="bench-peer-work")
+                a = await peer_work.answer(ask(text), tenant="bench")
                 hit = a.cache.status == "hit"
             elif name == "semcache_semantic_without_exact_probe":
-                a = await probeless.answer(ask(text), tenant="bench-probeless")
+                a = await probeless.answer(ask(text), tenant="bench")
                 hit = a.cache.status == "hit"
             elif name.startswith("semcache"):
                 a = await service.answer(ask(text), tenant="bench")
@@ -205,7 +213,8 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             if hit is not None:
                 missed[name] += not hit
     rvl.delete()
-    await drop_store(store)
+    for store in stores.values():
+        await drop_store(store)
 
     result: dict[str, Any] = {
         "benchmark": "peers",
