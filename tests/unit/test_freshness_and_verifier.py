@@ -66,6 +66,17 @@ def test_freshness_policy_ttls() -> None:
     assert policy.ttl("why is the sky blue?", "Rayleigh scattering", 10) == (10, "evergreen")
 
 
+def test_a_ttl_the_caller_asked_for_wins_over_the_rules() -> None:
+    policy = FreshnessPolicy(volatile_ttl_seconds=0, dated_answer_ttl_seconds=3600)
+    assert policy.ttl("weather today?", "sunny", 86400, 600) == (600, "volatile")
+    assert policy.ttl("price history?", "It was $5 in 2019", 86400, 7200) == (7200, "dated")
+    assert policy.ttl("why is the sky blue?", "Rayleigh scattering", 86400, 30) == (30, "evergreen")
+    assert policy.ttl("weather today?", "sunny", 86400) == (0, "volatile")  # never stored without it
+    assert not policy.may_store("weather today?")
+    assert policy.may_store("weather today?", 600)
+    assert policy.may_store("why is the sky blue?")
+
+
 async def test_volatile_questions_get_the_short_ttl_and_no_semantic_hits() -> None:
     svc = service(Policy(min_similarity=0.5, freshness=FreshnessPolicy(volatile_ttl_seconds=60)))
     first = await svc.answer(ask("what is the weather in paris today"), tenant="t")

@@ -69,14 +69,23 @@ class FreshnessPolicy:
     volatile_ttl_seconds: int = 0
     dated_answer_ttl_seconds: int = 86_400
 
-    def may_store(self, question: str) -> bool:
-        """False if no answer to question is ever stored (a time-sensitive question, with volatile TTL 0)."""
-        return self.volatile_ttl_seconds > 0 or not is_volatile(question)
+    def may_store(self, question: str, requested_ttl_seconds: int | None = None) -> bool:
+        """False if no answer to question is ever stored: a time-sensitive question, with volatile TTL 0, and no TTL
+        the caller asked for explicitly (see ttl)."""
+        return requested_ttl_seconds is not None or self.volatile_ttl_seconds > 0 or not is_volatile(question)
 
-    def ttl(self, question: str, answer: str, requested_ttl_seconds: int) -> tuple[int, Freshness]:
-        """The TTL to store with, never longer than requested, and the kind that decided it."""
+    def ttl(
+        self, question: str, answer: str, default_ttl_seconds: int, requested_ttl_seconds: int | None = None
+    ) -> tuple[int, Freshness]:
+        """The TTL to store with, and the kind of question and answer. A TTL the caller asked for explicitly is
+        theirs to decide and is kept; otherwise the default, shortened by the rules (never lengthened)."""
+        kind: Freshness
         if is_volatile(question):
-            return min(requested_ttl_seconds, self.volatile_ttl_seconds), "volatile"
-        if quotes_dates_or_prices(answer):
-            return min(requested_ttl_seconds, self.dated_answer_ttl_seconds), "dated"
-        return requested_ttl_seconds, "evergreen"
+            kind, limit = "volatile", self.volatile_ttl_seconds
+        elif quotes_dates_or_prices(answer):
+            kind, limit = "dated", self.dated_answer_ttl_seconds
+        else:
+            kind, limit = "evergreen", default_ttl_seconds
+        if requested_ttl_seconds is not None:
+            return requested_ttl_seconds, kind
+        return min(default_ttl_seconds, limit), kind

@@ -246,7 +246,7 @@ class CacheService:
         was cut short, if it was)."""
         control = asked.control
         info = CacheInfo(status="miss", reason=note)
-        if asked.on_event is not None and (control.ttl_seconds or self._policy.freshness.may_store(asked.text)):
+        if asked.on_event is not None and self._policy.freshness.may_store(asked.text, control.ttl_seconds):
             # A stream's headers go out before the answer is complete: they give the id it will be stored under
             # (deterministic), so a streaming client can delete it or give a verdict on it like any other.
             info = replace(info, entry_id=asked.eid)
@@ -256,10 +256,8 @@ class CacheService:
         if not completion.completed:
             return replace(answer, cache=CacheInfo(status="miss", reason="incomplete answer not cached"))
         ttl, freshness = self._policy.freshness.ttl(
-            asked.text, completion.text, control.ttl_seconds or self._policy.ttl_seconds
+            asked.text, completion.text, self._policy.ttl_seconds, control.ttl_seconds
         )
-        if control.ttl_seconds is not None and freshness != "evergreen":
-            ttl = control.ttl_seconds  # the caller asked for this lifetime explicitly: theirs to decide
         if ttl <= 0:
             info = CacheInfo(status="miss", reason="time-sensitive question: not cached", freshness=freshness)
             return replace(answer, cache=info)
