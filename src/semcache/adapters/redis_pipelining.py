@@ -29,7 +29,9 @@ Command = tuple[Any, ...]
 
 IDLE_CHECK_S = 1.0
 """The lone commands' connection, idle longer than this, is first checked as the pool checks the connections it hands
-out (reconnected if the server closed it meanwhile: an idle timeout, a Lambda environment thawed after minutes)."""
+out (reconnected if the server closed it meanwhile: an idle timeout, a Lambda environment thawed after minutes).
+Closed by the server within that second (a restart), it fails one command, whose caller degrades to no cache as for
+any store error, and is reopened for the next."""
 
 
 def packed(command: Command) -> bytes:
