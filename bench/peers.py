@@ -17,9 +17,8 @@ two are measurements, not modes of semcache. Each semcache contestant has an ind
 statements in one scope, as RedisVL's does. Timings interleave every contestant on every question, in an order that
 rotates, so the machine's noise falls on all alike; figures are p50 / p99 in ms and ratios of medians. Hit rates are
 printed too: a fast miss is not a hit. Semantic lookups are timed only on the paraphrases every contestant serves
-(found first, in a pass that keeps nothing of semcache's: its misses go to a store of their own and are removed at
-once), so each time is a semantic hit's, never a miss's (which would store, making the next round's lookup an exact
-hit).
+(found first, in a pass that keeps nothing of semcache's: its LLM stand-in's answers are never stored), so each time
+is a semantic hit's, never a miss's (which would store, making the next round's lookup an exact hit).
 Results: a table, and JSON under bench/results/.
 """
 
@@ -122,7 +121,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     # semcache: each contestant with a store (an index) of its own holding the 999 statements in one scope, as
     # RedisVL's index holds them (sharing one index, each would search 5,000 entries through its scope filter).
     stores = {name: await bench_store(url, embedder, f"peers-{name}")
-              for name in ("server", "lambda", "probe", "probeless", "peer-work")}  # fmt: skip
+              for name in ("server", "lambda", "probeless", "peer-work")}  # fmt: skip
     for store in stores.values():
         await fill(store, scope_fingerprint(ask("x"), tenant="bench", embedder_id=embedder.id), len(origins),
                    origins, vectors)  # fmt: skip
@@ -130,8 +129,10 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     # As the Lambda handler builds it (the embedding on the event loop's thread).
     lone = CacheService(embedder=embedder, store=stores["lambda"], llm=InstantLLM(), policy=shipped_policy(),
                         embed_inline=True)  # fmt: skip
-    # Finds the paraphrases semcache serves, keeping nothing (below).
-    prober = CacheService(embedder=embedder, store=stores["probe"], llm=InstantLLM(), policy=shipped_policy())
+    # Finds the paraphrases semcache serves: its LLM's answers are never kept, so a paraphrase it misses cannot
+    # serve a later one that the timed services (without it) would miss.
+    prober = CacheService(embedder=embedder, store=stores["server"], llm=InstantLLM(kept=False),
+                          policy=shipped_policy())  # fmt: skip
     probeless = CacheService(embedder=embedder, store=WithoutExactProbe(stores["probeless"]), llm=InstantLLM(),
                              policy=shipped_policy())  # fmt: skip
     # What RedisVL's check does and no more: no exact probe, no verifier, its cosine threshold; the embedding on the
@@ -164,16 +165,9 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
     questions = pairs[: args.questions]
 
-    # Which paraphrases each serves (semcache on a store of its own; a miss stores the paraphrase, which is removed
-    # again at once, so that it cannot serve a later paraphrase of the probe that the timed stores would miss).
-    async def semcache_serves(text: str) -> bool:
-        a = await prober.answer(ask(text), tenant="bench")
-        if a.cache.status != "hit" and a.cache.entry_id is not None:
-            await prober.delete(a.cache.entry_id, tenant="bench")
-        return a.cache.status == "hit"
-
+    # Which paraphrases each serves
     served = {
-        "semcache": [await semcache_serves(p["similar"]) for p in questions],
+        "semcache": [(await prober.answer(ask(p["similar"]), tenant="bench")).cache.status == "hit" for p in questions],
         "redisvl": [bool(rvl.check(prompt=p["similar"], num_results=1)) for p in questions],
         "gptcache": [gpt_get(p["similar"], cache_obj=gpt) is not None for p in questions],
     }  # fmt: skip

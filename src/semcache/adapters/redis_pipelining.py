@@ -151,13 +151,12 @@ class AutoPipeline:
     async def _alone(self, command: Command) -> Any:
         """The reply to one command (its error in place), sent on the lone commands' connection. Only execute's
         direct path calls this, and it runs only when no other round trip is under way: never two at once."""
-        pool = self._client.connection_pool
+        pool, loop = self._client.connection_pool, asyncio.get_running_loop()
         conn = self._lone
         if conn is None:
             # Checked out of the pool once and kept: it counts against max_connections and closes with the pool.
             conn = self._lone = await pool.get_connection()  # type: ignore[no-untyped-call]
-            self._lone_used = asyncio.get_running_loop().time()
-        loop = asyncio.get_running_loop()
+            self._lone_used = loop.time()  # the pool has just checked it
         try:
             if loop.time() - self._lone_used > IDLE_CHECK_S:
                 await pool.ensure_connection(conn)  # connects, or reconnects if the server has closed it
@@ -167,9 +166,8 @@ class AutoPipeline:
             reply = exc
         except BaseException:
             # Cancelled (out of budget) or broken between sending and reading: a reply may be on its way, which
-            # the next command would take for its own. This connection is dropped; the next command reconnects.
+            # the next command would take for its own. This connection is dropped; sending the next reconnects it.
             await conn.disconnect(nowait=True)
-            self._lone_used = -IDLE_CHECK_S
             raise
         self._lone_used = loop.time()
         return reply
