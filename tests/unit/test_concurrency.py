@@ -18,7 +18,7 @@ from semcache.bootstrap import build_policy
 from semcache.core import service as service_module
 from semcache.core.batching import EmbedBatcher
 from semcache.core.errors import EmbedderError, UpstreamError
-from semcache.core.models import Answer, CacheInfo, Completion, Entry, Message, Prompt, Usage
+from semcache.core.models import Answer, CacheControl, CacheInfo, Completion, Entry, Message, Prompt, Usage
 from semcache.core.service import EMBEDDER_BUSY, STORED_LATER, CacheService, Policy
 from semcache.metrics import Metrics
 from semcache.settings import Settings
@@ -62,6 +62,28 @@ async def test_different_questions_or_tenants_are_not_coalesced() -> None:
         service.answer(ask("q two"), tenant="a"),
     )
     assert len(llm.prompts) == 3
+
+
+async def test_a_follower_never_gets_a_semantic_match_its_own_thresholds_reject() -> None:
+    # The leader accepts a loose match (min_similarity 0.5); an identical request in flight with the default floor
+    # (0.90) must not be handed that answer: it looks up for itself, misses, and asks the LLM.
+    llm, embedder = SlowLLM(0.05), BagOfWordsEmbedder()
+    service = CacheService(embedder=embedder, store=MemoryStore(), llm=llm, policy=Policy())
+    await service.answer(ask("why is the ocean blue"), tenant="t")
+    question, loose_floor = "why exactly is the ocean so very blue", CacheControl(min_similarity=0.5)
+    loose, strict, same = await asyncio.gather(
+        service.answer(ask(question), loose_floor, tenant="t"),
+        service.answer(ask(question), tenant="t"),
+        service.answer(ask(question), loose_floor, tenant="t"),
+    )
+    assert loose.cache.tier == "semantic"
+    assert loose.cache.similarity is not None
+    assert loose.cache.similarity < 0.9
+    assert same.cache.tier == "semantic", "a follower with the same thresholds shares the leader's hit"
+    assert strict.cache.status == "miss"
+    assert strict.text == f"answer to {question}"
+    assert len(llm.prompts) == 2
+    assert len(embedder.calls) == 3, "stored, the leader's lookup, the strict one's own: the follower shares"
 
 
 async def test_a_failed_leader_fails_its_followers_and_caches_nothing() -> None:

@@ -200,8 +200,11 @@ class CacheService:
         asked = _Asked(prompt, control, text, normalized, scope, eid, tenant, on_event)
         leader = self._inflight.get(eid)
         if leader is not None and control.mode is CacheMode.USE:
-            # The same question (same scope) is being answered right now: share that answer, not a second call.
-            return _shared(await asyncio.shield(leader))
+            # The same question (same scope) is being answered right now: share that answer, not a second call,
+            # unless it is a semantic match this request's own thresholds would not accept.
+            led = await asyncio.shield(leader)
+            if self._accepts(asked, led.cache):
+                return _shared(led)
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
         self._inflight[eid] = future
@@ -378,7 +381,7 @@ class CacheService:
             return None, None, EMBEDDER_BUSY
 
         vector = await self._embed(normalized)
-        floor = control.min_similarity or self._policy.min_similarity
+        floor = self._floor(control)
         matches = [
             m
             for m in await self._store.search(scope, vector, self._policy.candidates, asked=asked.eid)
@@ -391,8 +394,7 @@ class CacheService:
                 hit = _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=None)
                 return hit, vector, None
             return None, vector, None
-        # The caller's explicit threshold wins; otherwise the tenant's, as its verdicts have calibrated it.
-        threshold = control.min_confidence or self._thresholds.get(asked.tenant)
+        threshold = self._threshold(asked)
         scorable = [m for m in matches if m.vector is not None]
         confidences = verifier.score_many(
             normalized, [normalize_text(m.entry.query) for m in scorable], vector, [m.vector for m in scorable]
@@ -406,6 +408,22 @@ class CacheService:
             hit = _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=confidence)
             return hit, vector, None
         return None, vector, None
+
+    def _floor(self, control: CacheControl) -> float:
+        return control.min_similarity or self._policy.min_similarity
+
+    def _threshold(self, asked: _Asked) -> float:
+        """The verifier's threshold: the caller's explicit one wins; otherwise the tenant's, as its verdicts have
+        calibrated it."""
+        return asked.control.min_confidence or self._thresholds.get(asked.tenant)
+
+    def _accepts(self, asked: _Asked, info: CacheInfo) -> bool:
+        """Whether asked's own thresholds accept how this answer was found (anything but a semantic hit: yes)."""
+        if info.tier != "semantic":
+            return True
+        if info.similarity is None or info.similarity < self._floor(asked.control):
+            return False
+        return info.confidence is None or info.confidence >= self._threshold(asked)
 
     async def _embed(self, text: str) -> Vector:
         return await self._batcher.embed(text)
