@@ -60,21 +60,21 @@ def test_dated_answers() -> None:
 
 def test_freshness_policy_ttls() -> None:
     policy = FreshnessPolicy(volatile_ttl_seconds=60, dated_answer_ttl_seconds=3600)
-    assert policy.ttl("weather today?", "sunny", 86400) == (60, "volatile")
-    assert policy.ttl("price history?", "It was $5 in 2019", 86400) == (3600, "dated")
-    assert policy.ttl("why is the sky blue?", "Rayleigh scattering", 86400) == (86400, "evergreen")
-    assert policy.ttl("why is the sky blue?", "Rayleigh scattering", 10) == (10, "evergreen")
+    assert policy.ttl(True, "sunny", 86400) == (60, "volatile")
+    assert policy.ttl(False, "It was $5 in 2019", 86400) == (3600, "dated")
+    assert policy.ttl(False, "Rayleigh scattering", 86400) == (86400, "evergreen")
+    assert policy.ttl(False, "Rayleigh scattering", 10) == (10, "evergreen")
 
 
 def test_a_ttl_the_caller_asked_for_wins_over_the_rules() -> None:
     policy = FreshnessPolicy(volatile_ttl_seconds=0, dated_answer_ttl_seconds=3600)
-    assert policy.ttl("weather today?", "sunny", 86400, 600) == (600, "volatile")
-    assert policy.ttl("price history?", "It was $5 in 2019", 86400, 7200) == (7200, "dated")
-    assert policy.ttl("why is the sky blue?", "Rayleigh scattering", 86400, 30) == (30, "evergreen")
-    assert policy.ttl("weather today?", "sunny", 86400) == (0, "volatile")  # never stored without it
-    assert not policy.may_store("weather today?")
-    assert policy.may_store("weather today?", 600)
-    assert policy.may_store("why is the sky blue?")
+    assert policy.ttl(True, "sunny", 86400, 600) == (600, "volatile")
+    assert policy.ttl(False, "It was $5 in 2019", 86400, 7200) == (7200, "dated")
+    assert policy.ttl(False, "Rayleigh scattering", 86400, 30) == (30, "evergreen")
+    assert policy.ttl(True, "sunny", 86400) == (0, "volatile")  # never stored without it
+    assert not policy.may_store(True)
+    assert policy.may_store(True, 600)
+    assert policy.may_store(False)
 
 
 async def test_volatile_questions_get_the_short_ttl_and_no_semantic_hits() -> None:
@@ -92,6 +92,19 @@ async def test_volatile_ttl_zero_means_not_cached() -> None:
     assert first.cache.status == "miss"
     assert first.cache.reason == "time-sensitive question: not cached"
     assert (await svc.answer(ask("who won last night"), tenant="t")).cache.status == "miss"
+
+
+async def test_a_volatile_question_in_compatibility_characters_is_judged_as_the_cache_keys_it() -> None:
+    # Fullwidth letters fold to ASCII in the text the exact tier keys on: the store must judge that text too, or
+    # the answer would be kept for the evergreen TTL and served to the plain question for days.
+    svc = service(Policy(freshness=FreshnessPolicy(volatile_ttl_seconds=60)))
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) if c != " " else c for c in "weather today")  # U+FF41...
+    stored = await svc.answer(ask(f"what is the {fullwidth} in oslo"), tenant="t")
+    assert (stored.cache.ttl_seconds, stored.cache.freshness) == (60, "volatile")
+    plain = await svc.answer(ask("what is the weather today in oslo"), tenant="t")
+    assert plain.cache.tier == "exact"
+    assert plain.cache.ttl_seconds is not None
+    assert plain.cache.ttl_seconds <= 60
 
 
 async def test_dated_answers_get_the_shorter_ttl() -> None:

@@ -69,18 +69,20 @@ class FreshnessPolicy:
     volatile_ttl_seconds: int = 0
     dated_answer_ttl_seconds: int = 86_400
 
-    def may_store(self, question: str, requested_ttl_seconds: int | None = None) -> bool:
-        """False if no answer to question is ever stored: a time-sensitive question, with volatile TTL 0, and no TTL
-        the caller asked for explicitly (see ttl)."""
-        return requested_ttl_seconds is not None or self.volatile_ttl_seconds > 0 or not is_volatile(question)
+    def may_store(self, volatile: bool, requested_ttl_seconds: int | None = None) -> bool:
+        """False if no answer to a question is ever stored: a time-sensitive question (volatile: is_volatile of
+        the question as the cache keys it), with volatile TTL 0, and no TTL the caller asked for explicitly."""
+        return requested_ttl_seconds is not None or self.volatile_ttl_seconds > 0 or not volatile
 
     def ttl(
-        self, question: str, answer: str, default_ttl_seconds: int, requested_ttl_seconds: int | None = None
+        self, volatile: bool, answer: str, default_ttl_seconds: int, requested_ttl_seconds: int | None = None
     ) -> tuple[int, Freshness]:
-        """The TTL to store with, and the kind of question and answer. A TTL the caller asked for explicitly is
-        theirs to decide and is kept; otherwise the default, shortened by the rules (never lengthened)."""
+        """The TTL to store an answer with, and the kind of question and answer (volatile: is_volatile of the
+        question as the cache keys it, so the lookup and the store judge the same text). A TTL the caller asked
+        for explicitly is theirs to decide and is kept; otherwise the default, shortened by the rules (never
+        lengthened)."""
         kind: Freshness
-        if is_volatile(question):
+        if volatile:
             kind, limit = "volatile", self.volatile_ttl_seconds
         elif quotes_dates_or_prices(answer):
             kind, limit = "dated", self.dated_answer_ttl_seconds

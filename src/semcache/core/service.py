@@ -111,7 +111,8 @@ def check_similarity(value: float, name: str) -> None:
 @dataclass(frozen=True, slots=True)
 class _Asked:
     """One cacheable request as the cache keys it: the prompt and its cache control, its text and normalised form,
-    its scope, entry id and tenant."""
+    its scope, entry id and tenant, and whether its answer depends on when it is asked (judged once, on the
+    normalised text: the lookup and the store must agree, since the exact tier keys on that text)."""
 
     prompt: Prompt
     control: CacheControl
@@ -120,6 +121,7 @@ class _Asked:
     scope: str
     eid: str
     tenant: str
+    volatile: bool
     on_event: EventSink | None = None
 
 
@@ -197,7 +199,7 @@ class CacheService:
         normalized = normalize_text(text)
         scope = scope_fingerprint(prompt, tenant=tenant, embedder_id=self._embedder.id)
         eid = entry_id_of(scope, normalized)
-        asked = _Asked(prompt, control, text, normalized, scope, eid, tenant, on_event)
+        asked = _Asked(prompt, control, text, normalized, scope, eid, tenant, is_volatile(normalized), on_event)
         leader = self._inflight.get(eid)
         if leader is not None and control.mode is CacheMode.USE:
             # The same question (same scope) is being answered right now: share that answer, not a second call,
@@ -249,7 +251,7 @@ class CacheService:
         was cut short, if it was)."""
         control = asked.control
         info = CacheInfo(status="miss", reason=note)
-        if asked.on_event is not None and self._policy.freshness.may_store(asked.text, control.ttl_seconds):
+        if asked.on_event is not None and self._policy.freshness.may_store(asked.volatile, control.ttl_seconds):
             # A stream's headers go out before the answer is complete: they give the id it will be stored under
             # (deterministic), so a streaming client can delete it or give a verdict on it like any other.
             info = replace(info, entry_id=asked.eid)
@@ -259,7 +261,7 @@ class CacheService:
         if not completion.completed:
             return replace(answer, cache=CacheInfo(status="miss", reason="incomplete answer not cached"))
         ttl, freshness = self._policy.freshness.ttl(
-            asked.text, completion.text, self._policy.ttl_seconds, control.ttl_seconds
+            asked.volatile, completion.text, self._policy.ttl_seconds, control.ttl_seconds
         )
         if ttl <= 0:
             info = CacheInfo(status="miss", reason="time-sensitive question: not cached", freshness=freshness)
@@ -373,7 +375,7 @@ class CacheService:
         entry = await self._store.get(asked.eid)
         if entry is not None and entry.scope == scope:
             return _from_entry(entry, tier="exact", similarity=None, confidence=None), None, None
-        if is_volatile(normalized):
+        if asked.volatile:
             # A paraphrase of a time-sensitive question may have been stored at another time: only the exact
             # question (stored with its short TTL) may be served.
             return None, None, None
