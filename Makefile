@@ -20,7 +20,7 @@ PY312 := $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.pyenv
 export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
 
 .PHONY: run test lint typecheck pytest sync models redis clean sam-validate sam-build sam-check build-x86_64 coldstart eval \
-	train-verifier finetune eval-adapter eval-int8-gemm eval-distilled eval-ensemble8 fuzz bench bench-full
+	train-verifier finetune eval-adapter eval-int8-gemm eval-distilled eval-ensemble8 eval-implied fuzz bench bench-full
 
 SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
 ARCH ?= arm64
@@ -110,6 +110,11 @@ eval-distilled: sync models ## 8 networks distilled into one of 256, measured (n
 	SEMCACHE_VERIFIER_VERSION=qqp-distilled-1 $(UV) run --locked python eval/train_verifier.py --members 8 \
 		--distill 256 --out .local/eval/verifier-distilled.npz
 	$(UV) run --locked python eval/run_eval.py --verifier .local/eval/verifier-distilled.npz --out docs/quality/distilled
+
+eval-implied: sync models ## the verifier trained with the duplicates Quora implies, measured (not shipped): docs/quality/implied/
+	SEMCACHE_VERIFIER_VERSION=qqp-ens4-implied-1 $(UV) run --locked python eval/train_verifier.py --implied 2 \
+		--out .local/eval/verifier-implied.npz
+	$(UV) run --locked python eval/run_eval.py --verifier .local/eval/verifier-implied.npz --out docs/quality/implied
 
 eval-ensemble8: sync models ## a verifier of 8 networks, measured (not shipped): docs/quality/ensemble8/
 	SEMCACHE_VERIFIER_VERSION=qqp-ens8-1 $(UV) run --locked python eval/train_verifier.py --members 8 \

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import os
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,41 @@ def qqp(split: str, limit: int | None = None) -> Pairs:
             if limit is not None and len(a) >= limit:
                 break
     return Pairs(f"qqp/{split}", a, b, np.array(dup))
+
+
+def implied_duplicates(pairs: Pairs, per_question: int, seed: int = 0) -> Pairs:
+    """Duplicate pairs that pairs' labels imply but do not list: Quora labels pairs, and its duplicates form
+    clusters (a ~ b and b ~ c, so a ~ c). For each cluster of n >= 3 questions, up to per_question * n of its
+    unlisted pairs, drawn at random (seeded), each in a random order; listed pairs (either way) are never repeated.
+    The cap keeps the few large clusters (up to 93 questions in qqp/train) from outweighing the rest."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, duplicate in zip(pairs.a, pairs.b, pairs.duplicate, strict=True):
+        if duplicate:
+            ra, rb = root(a), root(b)
+            if ra != rb:
+                parent[ra] = rb
+    clusters: dict[str, list[str]] = {}
+    for text in parent:
+        clusters.setdefault(root(text), []).append(text)
+    listed = {frozenset(p) for p in zip(pairs.a, pairs.b, strict=True)}
+    rng = random.Random(seed)
+    out_a, out_b = [], []
+    for members in sorted((sorted(c) for c in clusters.values() if len(c) >= 3), key=lambda c: c[0]):
+        unlisted = [(x, y) for x, y in itertools.combinations(members, 2) if frozenset((x, y)) not in listed]
+        rng.shuffle(unlisted)
+        for x, y in unlisted[: per_question * len(members)]:
+            x, y = (y, x) if rng.random() < 0.5 else (x, y)
+            out_a.append(x)
+            out_b.append(y)
+    return Pairs(f"{pairs.name}+implied", out_a, out_b, np.ones(len(out_a), dtype=bool))
 
 
 def labelled_pairs(path: Path) -> Pairs:

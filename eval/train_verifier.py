@@ -7,7 +7,14 @@ adapted embeddings are overconfident on the adapter's own pairs, but the thresho
 which neither model saw, so the shipped operating point stays honest.
 
     python eval/train_verifier.py [--target-recall 0.60 | --target-precision 0.92] [--min-cosine 0.50]
-                                  [--members 4] [--distill 0] [--extra feedback.json ...]
+                                  [--members 4] [--implied 2] [--distill 0] [--extra feedback.json ...]
+
+--implied N adds duplicates that qqp/train's labels imply without listing them (a ~ b and b ~ c, so a ~ c; up to N
+per question of each cluster: eval/data.py's implied_duplicates), 11,852 pairs at 2. Measured, not shipped
+(session 11, `make eval-implied`, docs/quality.md): on Quora it helps at high precision (qqp/dev recall at
+precision 0.92 0.47-0.48 instead of 0.37-0.42, three sets of seeds, hand check), but the verifier learns Quora's
+notion of a duplicate more narrowly and serves far fewer of GPTCache's and MeanCache's paraphrases. Implied
+non-duplicates (a ~ b, b !~ c, so a !~ c) did nothing for either Quora figure (hand check).
 
 The verifier is an ensemble: --members networks, identical but for their seed (which sets their initial weights
 and the tenth of the training pairs each holds out to stop early), whose probabilities are averaged. One network
@@ -37,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from data import ROOT, embed_cached, labelled_pairs, qqp
+from data import ROOT, embed_cached, implied_duplicates, labelled_pairs, qqp
 from features import pair_matrix
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
@@ -93,6 +100,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--members", type=int, default=4, help="networks averaged (seeds 0 .. members-1)")
     parser.add_argument("--distill", type=int, default=0, help="hidden units of a network that learns the ensemble")
+    parser.add_argument("--implied", type=int, default=0, help="implied duplicates added per question of a cluster")
     parser.add_argument("--out", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--extra", type=Path, action="append", default=[], help="pairs labelled by verdicts")
     args = parser.parse_args()
@@ -100,6 +108,14 @@ def main() -> None:
     started = time.perf_counter()
 
     a, b, va, vb, y = split_vectors(e, "train")
+    implied = implied_duplicates(qqp("train"), args.implied)
+    if implied.a:
+        vector = dict(zip(a + b, np.vstack([va, vb]), strict=True))  # every implied pair's texts are train texts
+        a, b = a + implied.a, b + implied.b
+        va = np.vstack([va, np.stack([vector[t] for t in implied.a])])
+        vb = np.vstack([vb, np.stack([vector[t] for t in implied.b])])
+        y = np.concatenate([y, implied.duplicate])
+        print(f"{len(implied.a)} implied duplicates added (--implied {args.implied})")
     for path in args.extra:
         extra = labelled_pairs(path)
         v = embed_cached(extra.a + extra.b, e.embed, e.id, batch=8)
@@ -176,6 +192,7 @@ def main() -> None:
         "dev_precision": round(precision, 4),
         "dev_recall": round(recall, 4),
         "members": args.members,
+        "implied": args.implied,
         "distilled_hidden": args.distill,
         "bytes": args.out.stat().st_size,
     }
