@@ -131,13 +131,13 @@ eval-adapter: sync ## the figures of the adapted embedder (docs/quality/adapter/
 	$(UV) run --locked python local/artifacts.py --dest $(ADAPTED) --adapter $(ADAPTER)
 	test ! -x $(TRAIN_PY) || (cd eval && $(TRAIN_PY) check_adapter.py ../$(ADAPTER) ../$(ADAPTED)/model.onnx \
 		--base ../$(ADAPTED)/base.onnx)
-	$(call measure-embedder,$(ADAPTED),qqp-mlp-lora16-1,adapter)
+	$(call measure-embedder,$(ADAPTED),qqp-ens4-lora16-1,adapter)
 
 INT8_GEMM ?= all
 INT8_NAME := int8-gemm$(if $(filter attention,$(INT8_GEMM)),-attention,)
 eval-int8-gemm: sync ## the embedder computing in int8 (INT8_GEMM=all|attention), measured: docs/quality/int8-gemm*/
 	$(UV) run --locked python local/artifacts.py --dest .local/models-$(INT8_NAME) --int8-gemm $(INT8_GEMM)
-	$(call measure-embedder,.local/models-$(INT8_NAME),qqp-mlp-$(INT8_NAME)-1,$(INT8_NAME))
+	$(call measure-embedder,.local/models-$(INT8_NAME),qqp-ens4-$(INT8_NAME)-1,$(INT8_NAME))
 
 coldstart: sync models ## benchmark: Lambda init (import the handler, build the service) in fresh processes
 	$(UV) run --locked python bench/coldstart.py
