@@ -173,6 +173,7 @@ def build(settings: Settings, *, one_request_at_a_time: bool = False) -> Compone
         embed_batch=settings.embed_batch,
         embed_concurrency=settings.embed_concurrency,
         embed_inline=one_request_at_a_time,
+        recent_embeddings=settings.recent_embeddings,
     )
     return Components(settings=settings, service=service, store=store, redis=store.client, llm=llm)
 

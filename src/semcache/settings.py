@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     embed_concurrency: int = Field(
         default_factory=lambda: min(8, os.cpu_count() or 1), ge=1, le=64, description="model runs at a time (cores)"
     )
+    recent_embeddings: int = Field(
+        4096,
+        ge=0,
+        le=1_000_000,
+        description="vectors of recently asked texts kept per tenant (about 1.6 KB each): a paraphrase asked again in "
+        "the same words is not embedded again; 0 turns this off",
+    )
     embed_wait_budget_ms: float = Field(
         250, ge=0, description="a request whose embedding would queue longer skips the semantic tier (LLM at once)"
     )

@@ -63,6 +63,22 @@ def test_a_paraphrase_is_a_semantic_hit(http: httpx.Client, fake_openai: FakeOpe
     assert fake_openai.calls() == calls
 
 
+def test_a_paraphrase_asked_again_skips_the_model_not_the_lookup(http: httpx.Client) -> None:
+    original = "How do I reset my Gmail password?"
+    query(http, original, cache={"mode": "refresh"})
+    paraphrase = "What's the way to change my Gmail password?"
+    query(http, paraphrase)
+    reused = http.get("/v1/cache/stats").json()["embeddings_reused"]
+    again = query(http, paraphrase)
+    assert again.headers["x-semcache-tier"] == "semantic"
+    assert http.get("/v1/cache/stats").json()["embeddings_reused"] == reused + 1
+    # the lookup still runs: with the entry deleted, the same words miss
+    assert http.delete(f"/v1/cache/entries/{again.headers['x-semcache-entry']}").status_code == 200
+    missed = query(http, paraphrase)
+    assert missed.headers["x-semcache"] == "miss"
+    http.delete(f"/v1/cache/entries/{missed.headers['x-semcache-entry']}")  # leave the paraphrase a paraphrase
+
+
 @pytest.mark.parametrize(
     "change", [{"model": "gpt-other"}, {"instructions": "Answer in French."}, {"temperature": 0.0}]
 )

@@ -291,3 +291,61 @@ async def test_a_streamed_miss_names_its_entry_from_the_first_event_unless_it_is
                                 on_event=sink)  # fmt: skip
     assert kept.cache.entry_id is not None  # the caller's own TTL wins over the rule: stored, and named at once
     assert {info.entry_id for info in infos} == {kept.cache.entry_id}
+
+
+@pytest.fixture
+def remembering(embedder: BagOfWordsEmbedder, store: FailingStore, llm: ScriptedLLM, clock: Clock) -> CacheService:
+    policy = Policy(ttl_seconds=60, min_similarity=0.8)
+    return CacheService(
+        embedder=embedder, store=store, llm=llm, policy=policy, clock=clock, monotonic=clock, recent_embeddings=2
+    )
+
+
+async def test_a_paraphrase_asked_again_reuses_its_vector_and_still_looks_up(
+    remembering: CacheService, embedder: BagOfWordsEmbedder
+) -> None:
+    stored = await remembering.answer(ask("how do I reset my gmail password"), tenant="t")
+    paraphrase = ask("how do I reset my gmail password please")
+    first = await remembering.answer(paraphrase, tenant="t")
+    embedded = len(embedder.calls)
+    again = await remembering.answer(paraphrase, tenant="t")
+    assert (first.cache.tier, again.cache.tier) == ("semantic", "semantic")
+    assert again.cache.similarity == first.cache.similarity
+    assert len(embedder.calls) == embedded, "the same words need no second model run"
+    assert remembering.embeddings_reused == 1
+
+    # Only the vector is kept, never the decision: the entry gone, the paraphrase asked again misses.
+    assert stored.cache.entry_id is not None
+    assert await remembering.delete(stored.cache.entry_id, tenant="t")
+    gone = await remembering.answer(paraphrase, tenant="t")
+    assert gone.cache.status == "miss"
+    assert len(embedder.calls) == embedded, "its vector was still the one kept"
+
+
+async def test_recent_vectors_are_kept_per_tenant_and_bounded(
+    remembering: CacheService, embedder: BagOfWordsEmbedder
+) -> None:
+    await remembering.answer(ask("what is the boiling point of water"), tenant="a")
+    calls = len(embedder.calls)
+    await remembering.answer(ask("what is the boiling point of water"), tenant="b")
+    assert len(embedder.calls) == calls + 1, "another tenant's lookup must not be faster for what 'a' asked"
+
+    for text in ("one question about rivers", "another question about lakes"):  # 2 kept: the oldest goes
+        await remembering.answer(ask(text), CacheControl(mode=CacheMode.REFRESH), tenant="a")
+    calls = len(embedder.calls)
+    await remembering.answer(
+        ask("what is the boiling point of water"), CacheControl(mode=CacheMode.REFRESH), tenant="a"
+    )
+    assert len(embedder.calls) == calls + 1
+    await remembering.answer(ask("another question about lakes"), CacheControl(mode=CacheMode.REFRESH), tenant="a")
+    assert len(embedder.calls) == calls + 1
+
+
+async def test_without_recent_vectors_every_lookup_embeds(service: CacheService, embedder: BagOfWordsEmbedder) -> None:
+    await service.answer(ask("how do I reset my gmail password"), tenant="t")
+    paraphrase = ask("how do I reset my gmail password please")
+    await service.answer(paraphrase, tenant="t")
+    calls = len(embedder.calls)
+    await service.answer(paraphrase, tenant="t")
+    assert len(embedder.calls) == calls + 1
+    assert service.embeddings_reused == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -44,6 +44,8 @@ answers) in all; beyond either the oldest are dropped (the cache is optional, th
 DEFERRED_POLL_S = 0.05
 
 MAX_TTL_SECONDS = 365 * 86400
+RECENT_MAX_CHARS = 2000
+"""Texts up to this long have their vectors kept among the recent ones (CacheService's recent_embeddings)."""
 
 EventSink = Callable[[CacheInfo, Mapping[str, JSON]], None]
 """Receives a streamed LLM answer's events as they come, each with the request's cache status so far."""
@@ -139,15 +141,18 @@ class CacheService:
         embed_batch: int = 16,
         embed_concurrency: int = 1,
         embed_inline: bool = False,
+        recent_embeddings: int = 0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """embed_inline: embed on the event loop's thread (semcache.core.batching.EmbedBatcher), for a process that
-        serves one request at a time."""
+        serves one request at a time. recent_embeddings: how many vectors of recently asked texts are kept, per
+        tenant and text, so that a paraphrase asked again in the same words is not embedded again (0: none)."""
         self._embedder = embedder
         self._batcher = EmbedBatcher(
             embedder, max_batch=embed_batch, concurrency=embed_concurrency, inline=embed_inline
         )
         self._inflight: dict[str, asyncio.Future[Answer]] = {}
+        self._recent = _RecentVectors(recent_embeddings)
         # Answers to store when the model is free (text to embed, entry, its TTL), and the task storing them.
         self._deferred = _Deferred()
         self._deferring: asyncio.Task[None] | None = None
@@ -282,7 +287,7 @@ class CacheService:
             return replace(answer, cache=CacheInfo(status="miss", reason=STORED_LATER, freshness=freshness))
         try:
             if vector is None:
-                vector = await self._embed(asked.normalized)
+                vector = await self._embed(asked.normalized, asked.tenant)
             await self._store.put(entry, vector, ttl)
         except (StoreError, EmbedderError) as exc:
             self._breaker.failed()
@@ -334,7 +339,7 @@ class CacheService:
                 jobs = self._deferred.take(self._batcher.max_batch)
                 removals, self._storing = self._removals, len(jobs)
                 try:
-                    vectors = await asyncio.gather(*(self._embed(text) for text, _, _ in jobs))
+                    vectors = await asyncio.gather(*(self._embed(text, entry.tenant) for text, entry, _ in jobs))
                     for (_, entry, ttl), vector in zip(jobs, vectors, strict=True):
                         if self._removals != removals:
                             break  # a delete or flush came meanwhile: it may have meant these
@@ -379,10 +384,11 @@ class CacheService:
             # A paraphrase of a time-sensitive question may have been stored at another time: only the exact
             # question (stored with its short TTL) may be served.
             return None, None, None
-        if self._embedder_busy():
-            return None, None, EMBEDDER_BUSY
-
-        vector = await self._embed(normalized)
+        vector = self._recent.get(asked.tenant, normalized)
+        if vector is None:
+            if self._embedder_busy():
+                return None, None, EMBEDDER_BUSY
+            vector = await self._embed_anew(normalized, asked.tenant)
         floor = self._floor(control)
         matches = [
             m
@@ -427,8 +433,20 @@ class CacheService:
             return False
         return info.confidence is None or info.confidence >= self._threshold(asked)
 
-    async def _embed(self, text: str) -> Vector:
-        return await self._batcher.embed(text)
+    async def _embed(self, text: str, tenant: str) -> Vector:
+        """text's vector: a recent one of tenant's if kept, else from the model (and then kept)."""
+        vector = self._recent.get(tenant, text)
+        return vector if vector is not None else await self._embed_anew(text, tenant)
+
+    async def _embed_anew(self, text: str, tenant: str) -> Vector:
+        vector = await self._batcher.embed(text)
+        self._recent.put(tenant, text, vector)
+        return vector
+
+    @property
+    def embeddings_reused(self) -> int:
+        """Vectors taken from the recent ones instead of the model, so far."""
+        return self._recent.reused
 
     async def delete(self, entry_id: str, *, tenant: str | None) -> bool:
         """Remove one entry of tenant (any tenant's if None); True if it existed."""
@@ -479,9 +497,9 @@ class CacheService:
         if mismatch and (asked is None or asked == stored):
             raise ValueError("a mismatch needs the question asked, and one other than the stored question")
         if verifier is not None and asked is not None and asked != stored:
-            u = await self._embed(asked)
+            u = await self._embed(asked, entry.tenant)
             if v is None:  # a row without its vector (never served semantically, since search needs it)
-                v = await self._embed(stored)
+                v = await self._embed(stored, entry.tenant)
             confidence = verifier.score(asked, stored, u, v)
             example = {"a": entry.query, "b": query, "duplicate": not wrong, "confidence": round(confidence, 4),
                        "matcher": verifier.version, "at": round(self._clock(), 3)}  # fmt: skip
@@ -568,6 +586,38 @@ class _Deferred:
     def clear(self) -> None:
         self._jobs.clear()
         self.chars = 0
+
+
+class _RecentVectors:
+    """The vectors of the texts most recently embedded, per (tenant, text), at most size of them (least recently
+    used dropped first). A vector depends on nothing but the text and the embedder, so a kept one is exactly what
+    the model would give again; it is kept per tenant all the same, so that how fast a lookup is never tells one
+    tenant what another has asked. Only the vector is kept: the lookup itself (the entries, their marks, the
+    thresholds) runs afresh every time."""
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"recent_embeddings must be at least 0, got {size}")
+        self._size = size
+        self._vectors: OrderedDict[tuple[str, str], Vector] = OrderedDict()
+        self.reused = 0
+
+    def get(self, tenant: str, text: str) -> Vector | None:
+        vector = self._vectors.get((tenant, text))
+        if vector is not None:
+            self._vectors.move_to_end((tenant, text))
+            self.reused += 1
+        return vector
+
+    def put(self, tenant: str, text: str, vector: Vector) -> None:
+        if not self._size or len(text) > RECENT_MAX_CHARS:
+            return
+        kept = vector.copy()  # not a view that would keep its whole batch's array alive
+        kept.flags.writeable = False  # shared by every later lookup of the text: nobody may change it
+        self._vectors[(tenant, text)] = kept
+        self._vectors.move_to_end((tenant, text))
+        while len(self._vectors) > self._size:
+            self._vectors.popitem(last=False)
 
 
 def _chars(entry: Entry) -> int:
