@@ -204,7 +204,10 @@ def main() -> None:
             wait_for(fake + "/_fake/stats", "the fake OpenAI server")
             env = {**os.environ, "SEMCACHE_REDIS_URL": redis_url, "SEMCACHE_MODEL_DIR": str(ROOT / ".local/models"),
                    "SEMCACHE_KEY_PREFIX": f"load{uuid.uuid4().hex[:6]}:", "OPENAI_API_KEY": "sk-bench",
-                   "OPENAI_BASE_URL": fake + "/v1"}  # fmt: skip
+                   "OPENAI_BASE_URL": fake + "/v1",
+                   # the semantic workload asks its paraphrases again and again: each must cost a model run, as a
+                   # new paraphrase would, not reuse its text's recent vector
+                   "SEMCACHE_RECENT_EMBEDDINGS": "0"}  # fmt: skip
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "semcache.cli", "--log-level", "warning", "serve", "--port", str(api_port)],
                 env=env, stdout=server_log, stderr=subprocess.STDOUT))  # fmt: skip
