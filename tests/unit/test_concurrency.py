@@ -368,3 +368,19 @@ def test_the_deferred_answers_are_bounded_in_number_and_in_characters(monkeypatc
     deferred.add("q", entry(6, 20), ttl=60)
     deferred.drop(lambda e: e.id == "e5")
     assert (len(deferred), deferred.chars) == (1, 20)
+
+
+async def test_a_text_whose_vector_is_kept_is_looked_up_while_the_model_is_saturated() -> None:
+    embedder = SleepyEmbedder(0.01)
+    policy = Policy(min_similarity=0.5, embed_wait_budget_s=0.05)
+    service = CacheService(
+        embedder=embedder, store=MemoryStore(), llm=ScriptedLLM(), policy=policy, embed_batch=1, embed_concurrency=1,
+        recent_embeddings=64,
+    )  # fmt: skip
+    await service.answer(ask("how do I reset my gmail password"), tenant="t")
+    paraphrase = ask("how do I reset my gmail password please")
+    assert (await service.answer(paraphrase, tenant="t")).cache.tier == "semantic"
+    burst = [service.answer(ask(f"mike{i} november{i} oscar{i} papa{i}"), tenant="t") for i in range(40)]
+    *others, again = await asyncio.gather(*burst, service.answer(paraphrase, tenant="t"))
+    assert any(a.cache.reason in (EMBEDDER_BUSY, STORED_LATER) for a in others), "the model was saturated"
+    assert again.cache.tier == "semantic", "its vector was kept: no model run to wait for"
