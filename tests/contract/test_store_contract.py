@@ -13,7 +13,7 @@ import pytest
 from semcache.adapters import redis_store
 from semcache.adapters.memory_store import MemoryStore
 from semcache.adapters.redis_store import RedisStore
-from semcache.core.errors import StoreError
+from semcache.core.errors import StoreError, StoreFull
 from semcache.core.models import Entry, Usage
 from semcache.core.ports import Vector, VectorStore
 
@@ -155,6 +155,26 @@ async def test_concurrent_writers_leave_one_consistent_entry(redis_url: str, key
     await clients[0].execute_command("FT.DROPINDEX", stores[0].index_name, "DD")  # type: ignore[no-untyped-call]
     for s in stores:
         await s.close()
+
+
+async def test_a_store_out_of_memory_refuses_writes_as_full_and_still_serves_reads(rstore: RedisStore) -> None:
+    client = rstore._client
+    await rstore.put(entry("kept"), unit(1), 100)
+    saved = await client.config_get("maxmemory*")
+    try:
+        await client.config_set("maxmemory-policy", "noeviction")
+        await client.config_set("maxmemory", 1)  # every write refused with OOM, reads still answered
+        with pytest.raises(StoreFull, match="want of memory"):
+            await rstore.put(entry("new"), unit(0, 1), 100)
+        kept = await rstore.get("kept")
+        assert kept is not None
+        assert [m.entry.id for m in await rstore.search("s1", unit(1), k=3)] == ["kept"]
+    finally:
+        for name in ("maxmemory", "maxmemory-policy"):
+            await client.config_set(name, saved[name])
+    assert await rstore.get("new") is None, "nothing half-written"
+    await rstore.put(entry("new"), unit(0, 1), 100)
+    assert await rstore.get("new") is not None
 
 
 async def test_a_half_written_entry_is_never_served(rstore: RedisStore) -> None:

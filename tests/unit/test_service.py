@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import pytest
 
 from semcache.adapters.memory_store import MemoryStore
-from semcache.core.errors import StoreError, UpstreamError
+from semcache.core.errors import StoreError, StoreFull, UpstreamError
 from semcache.core.models import CacheControl, CacheInfo, CacheMode, Message, Prompt
-from semcache.core.service import CacheService, Policy
+from semcache.core.service import CACHE_FULL, CacheService, Policy
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -25,6 +26,7 @@ class FailingStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.down = False
+        self.full = False
 
     async def get(self, entry_id: str):  # type: ignore[no-untyped-def]
         if self.down:
@@ -34,6 +36,8 @@ class FailingStore(MemoryStore):
     async def put(self, entry, vector, ttl_seconds):  # type: ignore[no-untyped-def]
         if self.down:
             raise StoreError("down")
+        if self.full:
+            raise StoreFull("redis MULTI/EXEC refused for want of memory: OOM")
         await super().put(entry, vector, ttl_seconds)
 
 
@@ -349,3 +353,19 @@ async def test_without_recent_vectors_every_lookup_embeds(service: CacheService,
     await service.answer(paraphrase, tenant="t")
     assert len(embedder.calls) == calls + 1
     assert service.embeddings_reused == 0
+
+
+async def test_a_full_store_stores_nothing_and_keeps_serving_hits(
+    service: CacheService, store: FailingStore, llm: ScriptedLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    await service.answer(ask("what is the capital of france"), tenant="t")
+    store.full = True
+    with caplog.at_level(logging.WARNING, logger="semcache"):
+        for text in ("how tall is mount everest", "who painted the mona lisa"):
+            refused = await service.answer(ask(text), tenant="t")
+            assert (refused.cache.status, refused.cache.reason) == ("miss", CACHE_FULL)
+            assert refused.text == f"answer to {text}"
+            hit = await service.answer(ask("what is the capital of france"), tenant="t")
+            assert hit.cache.tier == "exact", "a full store is no reason to stop reading it"
+    assert sum("the store is full" in r.message for r in caplog.records) == 1, "one warning, not one per write"
+    assert len(llm.prompts) == 3

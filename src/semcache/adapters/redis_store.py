@@ -31,13 +31,13 @@ import numpy as np
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from semcache.adapters.knn_plans import PlanChooser
 from semcache.adapters.loop_deadline import within
 from semcache.adapters.redis_pipelining import AutoPipeline
 from semcache.core.calibration import FEEDBACK_LOG_LIMIT, VERDICTS_TTL_S
-from semcache.core.errors import StoreError
+from semcache.core.errors import StoreError, StoreFull
 from semcache.core.models import JSON, Entry, Match, Usage
 from semcache.core.ports import Vector
 
@@ -138,6 +138,8 @@ class RedisStore:
         try:
             async with within(self._timeout_s):
                 yield
+        except OutOfMemoryError as exc:  # at maxmemory under noeviction: writes refused, reads still served
+            raise StoreFull(f"redis {what} refused for want of memory: {exc}") from exc
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreError(f"redis {what} failed: {exc.__class__.__name__}: {exc}") from exc
 

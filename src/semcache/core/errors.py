@@ -4,6 +4,7 @@ SemcacheError
 ├── ConfigError         a setting is missing or wrong (start-up fails, naming the setting)
 ├── InvalidRequest      the request cannot be served as asked (HTTP 4xx)
 ├── StoreError          the cache store failed or timed out (never reaches a client: we answer without it)
+│   └── StoreFull       the store refused a write for want of memory (reads still work)
 ├── EmbedderError       the embedder failed (treated like a store failure)
 └── UpstreamError       the LLM call failed (HTTP 502)
     └── UpstreamTimeout the LLM call timed out (HTTP 504)
@@ -32,6 +33,11 @@ class InvalidRequest(SemcacheError):
 
 class StoreError(SemcacheError):
     """The cache store failed or did not answer within its budget."""
+
+
+class StoreFull(StoreError):
+    """The store refused a write for want of memory (Redis at maxmemory under the noeviction policy). Reads still
+    work, so this is no reason to stop reading from it: the answer is simply not stored."""
 
 
 class EmbedderError(SemcacheError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from semcache.core.batching import EmbedBatcher
 from semcache.core.calibration import TenantThresholds, bucket
-from semcache.core.errors import EmbedderError, StoreError, UpstreamError
+from semcache.core.errors import EmbedderError, StoreError, StoreFull, UpstreamError
 from semcache.core.fingerprint import entry_id as entry_id_of
 from semcache.core.fingerprint import normalize_text, scope_fingerprint
 from semcache.core.freshness import FreshnessPolicy, is_volatile
@@ -37,6 +38,8 @@ EMBEDDER_BUSY = "embedder busy: semantic lookup skipped"
 STORED_LATER = "embedder busy: semantic lookup skipped, answer stored once the model is free"
 BUSY_REASONS = frozenset({EMBEDDER_BUSY, STORED_LATER})
 """The reasons of a miss whose semantic lookup was skipped for a busy embedder."""
+CACHE_FULL = "cache full: answer not stored"
+"""The reason on a miss whose answer the store refused for want of memory."""
 DEFERRED_MAX = 4096
 DEFERRED_MAX_CHARS = 32_000_000
 """Answers waiting for a free model to be stored: at most this many, of at most this many characters (questions and
@@ -159,6 +162,7 @@ class CacheService:
         self._storing = 0  # deferred answers being embedded and stored now
         self._removals = 0  # deletes and flushes so far: a deferred store that saw one since it began is dropped
         self._breaker = _Breaker(monotonic)
+        self._full_warning = _Throttled(monotonic, every_s=60.0)
         self._store = store
         self._llm = llm
         self._policy = policy
@@ -289,6 +293,11 @@ class CacheService:
             if vector is None:
                 vector = await self._embed(asked.normalized, asked.tenant)
             await self._store.put(entry, vector, ttl)
+        except StoreFull as exc:
+            # Out of memory for writes, not down: lookups go on (the breaker stays closed); nothing is stored
+            # until memory is freed (entries expire, or an eviction policy is set: docs/operations.md).
+            self._full_warning.warn("the store is full, answers are not stored: %s", exc)
+            return replace(answer, cache=CacheInfo(status="miss", reason=CACHE_FULL))
         except (StoreError, EmbedderError) as exc:
             self._breaker.failed()
             log.warning("could not store the answer: %s", exc)
@@ -544,6 +553,20 @@ class _Breaker:
 
     def succeeded(self) -> None:
         self._pause = 0.0
+
+
+class _Throttled:
+    """A warning logged at most once per every_s (a full store refuses every write: one line a minute says so)."""
+
+    def __init__(self, monotonic: Callable[[], float], every_s: float) -> None:
+        self._now, self._every = monotonic, every_s
+        self._next = -math.inf
+
+    def warn(self, message: str, *args: object) -> None:
+        now = self._now()
+        if now >= self._next:
+            self._next = now + self._every
+            log.warning(message, *args)
 
 
 def _shared(answer: Answer) -> Answer:
