@@ -66,10 +66,21 @@ def test_redis_dies_mid_traffic_and_comes_back(
             assert http.post("/api/query", json=q).headers["x-semcache"] == "miss"
             assert http.post("/api/query", json=q).headers["x-semcache"] == "hit"
 
+            entry = http.post("/api/query", json=q).headers["x-semcache-entry"]
             own_redis.stop()
             statuses = [http.post("/api/query", json=q) for _ in range(5)]
             assert all(r.status_code == 200 for r in statuses)
             assert {r.headers["x-semcache"] for r in statuses} == {"bypass"}
+            # the cache's own routes cannot work without it: a clear 503, not an internal error
+            for refused in (
+                http.post("/v1/cache/feedback", json={"entry_id": entry, "verdict": "wrong"}),
+                http.delete(f"/v1/cache/entries/{entry}"),
+                http.post("/v1/cache/flush", json={}),
+                http.get("/v1/cache/feedback"),
+            ):
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["retry-after"] == "5"
+                assert refused.json()["error"]["type"] == "cache_unavailable"
 
             own_redis.start()  # without AOF in tests: it comes back empty, index included
             assert first_cached(http, q).headers["x-semcache"] == "miss"

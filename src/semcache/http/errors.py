@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from semcache.core.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from semcache.core.errors import EmbedderError, InvalidRequest, StoreError, UpstreamError, UpstreamTimeout
 from semcache.http.auth import Forbidden, Unauthorized
 from semcache.http.limits import BodyTooLarge
 
@@ -39,6 +39,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InvalidRequest)
     async def _bad(request: Request, exc: InvalidRequest) -> JSONResponse:
         return JSONResponse(error_body(exc.message, "invalid_request_error", param=exc.param), status_code=exc.status)
+
+    async def _cache_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Only the cache's own routes (feedback, delete, flush, the feedback log) meet these: a question is
+        # answered by the LLM when the store or the embedder fails, never turned away.
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        message = f"the cache is unavailable, try again shortly ({exc}); questions are still answered"
+        return JSONResponse(error_body(message, "cache_unavailable"), status_code=503, headers={"retry-after": "5"})
+
+    app.add_exception_handler(StoreError, _cache_unavailable)
+    app.add_exception_handler(EmbedderError, _cache_unavailable)
 
     @app.exception_handler(UpstreamError)
     async def _upstream(request: Request, exc: UpstreamError) -> JSONResponse:
