@@ -369,3 +369,18 @@ async def test_a_full_store_stores_nothing_and_keeps_serving_hits(
             assert hit.cache.tier == "exact", "a full store is no reason to stop reading it"
     assert sum("the store is full" in r.message for r in caplog.records) == 1, "one warning, not one per write"
     assert len(llm.prompts) == 3
+
+
+async def test_a_flush_forgets_the_tenants_recent_vectors(
+    remembering: CacheService, embedder: BagOfWordsEmbedder
+) -> None:
+    refresh = CacheControl(mode=CacheMode.REFRESH)  # each answer embedded to be stored: from the kept vector if any
+    question = ask("what is the boiling point of water")
+    for tenant in ("a", "b"):
+        await remembering.answer(question, refresh, tenant=tenant)
+    await remembering.flush(tenant="a")
+    calls = len(embedder.calls)
+    await remembering.answer(question, refresh, tenant="b")
+    assert len(embedder.calls) == calls, "b's vector is kept"
+    await remembering.answer(question, refresh, tenant="a")
+    assert len(embedder.calls) == calls + 1, "a's was forgotten with its entries"

@@ -471,6 +471,7 @@ class CacheService:
         """Remove the entries of tenant (every tenant's if None), optionally of one scope only."""
         self._removals += 1
         self._deferred.drop(lambda e: (tenant is None or e.tenant == tenant) and (scope is None or e.scope == scope))
+        self._recent.forget(tenant)  # the tenant's recent texts go too: nothing of what it asked is kept here
         return await self._store.flush(tenant=tenant, scope=scope)
 
     def _calibration_key(self, tenant: str) -> str:
@@ -631,6 +632,14 @@ class _RecentVectors:
             self._vectors.move_to_end((tenant, text))
             self.reused += 1
         return vector
+
+    def forget(self, tenant: str | None) -> None:
+        """Drop tenant's vectors (everyone's if None)."""
+        if tenant is None:
+            self._vectors.clear()
+        else:
+            for key in [k for k in self._vectors if k[0] == tenant]:
+                del self._vectors[key]
 
     def put(self, tenant: str, text: str, vector: Vector) -> None:
         if not self._size or len(text) > RECENT_MAX_CHARS:
