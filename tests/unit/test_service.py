@@ -367,7 +367,7 @@ async def test_a_full_store_stores_nothing_and_keeps_serving_hits(
             assert refused.text == f"answer to {text}"
             hit = await service.answer(ask("what is the capital of france"), tenant="t")
             assert hit.cache.tier == "exact", "a full store is no reason to stop reading it"
-    assert sum("the store is full" in r.message for r in caplog.records) == 1, "one warning, not one per write"
+    assert sum("the store is full" in r.getMessage() for r in caplog.records) == 1, "one warning, not one per write"
     assert len(llm.prompts) == 3
 
 
