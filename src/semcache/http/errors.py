@@ -43,8 +43,8 @@ def install(app: FastAPI) -> None:
     async def _cache_unavailable(request: Request, exc: Exception) -> JSONResponse:
         # Only the cache's own routes (feedback, delete, flush, the feedback log) meet these: a question is
         # answered by the LLM when the store or the embedder fails, never turned away.
-        log.warning("%s %s: %s", request.method, request.url.path, exc)
-        message = f"the cache is unavailable, try again shortly ({exc}); questions are still answered"
+        log.warning("%s %s: %s", request.method, request.url.path, exc)  # the detail (hosts, ports) stays here
+        message = "the cache is unavailable, try again shortly; questions are still answered"
         return JSONResponse(error_body(message, "cache_unavailable"), status_code=503, headers={"retry-after": "5"})
 
     app.add_exception_handler(StoreError, _cache_unavailable)
