@@ -81,6 +81,7 @@ def test_redis_dies_mid_traffic_and_comes_back(
                 assert refused.status_code == 503, refused.text
                 assert refused.headers["retry-after"] == "5"
                 assert refused.json()["error"]["type"] == "cache_unavailable"
+                assert str(own_redis.port) not in refused.text, "where the store lives is not the caller's business"
 
             own_redis.start()  # without AOF in tests: it comes back empty, index included
             assert first_cached(http, q).headers["x-semcache"] == "miss"
