@@ -71,6 +71,10 @@ def test_redis_dies_mid_traffic_and_comes_back(
             statuses = [http.post("/api/query", json=q) for _ in range(5)]
             assert all(r.status_code == 200 for r in statuses)
             assert {r.headers["x-semcache"] for r in statuses} == {"bypass"}
+            health = http.get("/")
+            assert health.json()["status"] == "degraded"
+            assert health.json()["store"]["error"].startswith("redis PING failed: ")
+            assert str(own_redis.port) not in health.text, "the open health check does not say where the store lives"
             # the cache's own routes cannot work without it: a clear 503, not an internal error
             for refused in (
                 http.post("/v1/cache/feedback", json={"entry_id": entry, "verdict": "wrong"}),

@@ -141,7 +141,8 @@ class RedisStore:
         except OutOfMemoryError as exc:  # at maxmemory under noeviction: writes refused, reads still served
             raise StoreFull(f"redis {what} refused for want of memory: {exc}") from exc
         except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreError(f"redis {what} failed: {exc.__class__.__name__}: {exc}") from exc
+            failed = f"redis {what} failed: {exc.__class__.__name__}"
+            raise StoreError(f"{failed}: {exc}", public=failed) from exc
 
     def refuse(self, reason: str) -> None:
         """Turn the cache off for good (until restart): every operation fails with reason, so requests bypass it."""

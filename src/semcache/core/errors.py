@@ -32,7 +32,12 @@ class InvalidRequest(SemcacheError):
 
 
 class StoreError(SemcacheError):
-    """The cache store failed or did not answer within its budget."""
+    """The cache store failed or did not answer within its budget. `public` is what may be shown to anyone (the
+    health check is open): the message without the driver's details, which name hosts and ports."""
+
+    def __init__(self, message: str, *, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public if public is not None else message
 
 
 class StoreFull(StoreError):
