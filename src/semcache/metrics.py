@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from semcache.core.models import Answer, Usage
-from semcache.core.service import BUSY_REASONS
+from semcache.core.service import BUSY_REASONS, CACHE_FULL
 
 _SAMPLES = 2048
 
@@ -63,6 +63,7 @@ class Metrics:
             "exact": 0,
             "semantic": 0,
             "lookup_skipped_busy": 0,
+            "not_stored_full": 0,
             "errors": 0,
             "feedback_wrong": 0,
             "feedback_right": 0,
@@ -76,6 +77,7 @@ class Metrics:
         """Count one answered request."""
         c = answer.cache
         skipped = c.reason in BUSY_REASONS
+        full = c.reason == CACHE_FULL  # the store refused the answer for want of memory (docs/operations.md)
         saved = answer.saved_usage or Usage()
         dollars = self._prices.dollars(saved)
         with self._lock:
@@ -84,6 +86,7 @@ class Metrics:
             if c.tier is not None:
                 self._counts[c.tier] += 1
             self._counts["lookup_skipped_busy"] += skipped
+            self._counts["not_stored_full"] += full
             self._tokens_saved += saved.total_tokens
             self._dollars_saved += dollars
             if answer.lookup_ms is not None:
@@ -98,6 +101,7 @@ class Metrics:
                 "ExactHit": (int(c.tier == "exact"), "Count"),
                 "SemanticHit": (int(c.tier == "semantic"), "Count"),
                 "LookupSkippedBusy": (int(skipped), "Count"),
+                "NotStoredFull": (int(full), "Count"),
                 "TokensSaved": (saved.total_tokens, "Count"),
                 "DollarsSaved": (round(dollars, 8), "None"),
                 "TokensUsed": (answer.usage.total_tokens, "Count"),

@@ -19,7 +19,7 @@ from semcache.core import service as service_module
 from semcache.core.batching import EmbedBatcher
 from semcache.core.errors import EmbedderError, UpstreamError
 from semcache.core.models import Answer, CacheControl, CacheInfo, Completion, Entry, Message, Prompt, Usage
-from semcache.core.service import EMBEDDER_BUSY, STORED_LATER, CacheService, Policy
+from semcache.core.service import CACHE_FULL, EMBEDDER_BUSY, STORED_LATER, CacheService, Policy
 from semcache.metrics import Metrics
 from semcache.settings import Settings
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
@@ -317,6 +317,16 @@ def test_metrics_count_the_lookups_skipped_for_a_busy_embedder() -> None:
         metrics.record(answer, route="/api/query")
     assert metrics.snapshot()["lookup_skipped_busy"] == 2
     assert [json.loads(line)["LookupSkippedBusy"] for line in lines] == [1, 1, 0]
+
+
+def test_metrics_count_the_answers_a_full_store_refused() -> None:
+    lines: list[str] = []
+    metrics = Metrics(emf_namespace="test", write=lines.append)
+    for reason in (CACHE_FULL, None):
+        answer = Answer(text="a", model="m", usage=Usage(1, 1), cache=CacheInfo(status="miss", reason=reason))
+        metrics.record(answer, route="/api/query")
+    assert metrics.snapshot()["not_stored_full"] == 1
+    assert [json.loads(line)["NotStoredFull"] for line in lines] == [1, 0]
 
 
 def test_the_wait_budget_is_set_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
