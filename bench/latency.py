@@ -217,6 +217,7 @@ async def run_size(size: int, args: argparse.Namespace, url: str, embedder: Onnx
     timings: dict[str, list[float]] = {
         "embed": [], "exact": [], "semantic": [], "semantic_inline": [], "semantic_again": [], "miss": []
     }  # fmt: skip
+    turns = ((service, "semantic"), (lone, "semantic_inline"), (remembering, "semantic_again"))
     for i in range(args.iterations):
         p = hits[i % len(hits)]
         started = time.perf_counter()
@@ -226,7 +227,6 @@ async def run_size(size: int, args: argparse.Namespace, url: str, embedder: Onnx
         a = await service.answer(ask(p["origin"]), tenant="bench")
         timings["exact"].append((time.perf_counter() - started) * 1e3)
         assert a.cache.tier == "exact"
-        turns = ((service, "semantic"), (lone, "semantic_inline"), (remembering, "semantic_again"))
         for svc, label in turns[i % 3 :] + turns[: i % 3]:  # each first in turn
             started = time.perf_counter()
             a = await svc.answer(ask(p["similar"]), tenant="bench")

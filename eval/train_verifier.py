@@ -108,8 +108,8 @@ def main() -> None:
     started = time.perf_counter()
 
     a, b, va, vb, y = split_vectors(e, "train")
-    implied = implied_duplicates(qqp("train"), args.implied)
-    if implied.a:
+    implied = implied_duplicates(qqp("train"), args.implied) if args.implied else None
+    if implied is not None:
         vector = dict(zip(a + b, np.vstack([va, vb]), strict=True))  # every implied pair's texts are train texts
         a, b = a + implied.a, b + implied.b
         va = np.vstack([va, np.stack([vector[t] for t in implied.a])])

@@ -384,3 +384,17 @@ async def test_a_flush_forgets_the_tenants_recent_vectors(
     assert len(embedder.calls) == calls, "b's vector is kept"
     await remembering.answer(question, refresh, tenant="a")
     assert len(embedder.calls) == calls + 1, "a's was forgotten with its entries"
+
+
+async def test_volatility_is_judged_once_for_a_miss_and_not_at_all_for_an_exact_hit(
+    service: CacheService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from semcache.core import service as service_module
+
+    judged: list[str] = []
+    real = service_module.is_volatile
+    monkeypatch.setattr(service_module, "is_volatile", lambda text: judged.append(text) or real(text))
+    await service.answer(ask("how do I reset my password"), tenant="t")
+    assert judged == ["how do I reset my password"], "the lookup and the store share one verdict"
+    await service.answer(ask("how do I reset my password"), tenant="t")
+    assert len(judged) == 1, "an exact hit needs no verdict"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -113,11 +114,10 @@ def check_similarity(value: float, name: str) -> None:
         raise ValueError(f"{name} is a cosine similarity and must be in (0, 1], got {value}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Asked:
     """One cacheable request as the cache keys it: the prompt and its cache control, its text and normalised form,
-    its scope, entry id and tenant, and whether its answer depends on when it is asked (judged once, on the
-    normalised text: the lookup and the store must agree, since the exact tier keys on that text)."""
+    its scope, entry id and tenant."""
 
     prompt: Prompt
     control: CacheControl
@@ -126,8 +126,13 @@ class _Asked:
     scope: str
     eid: str
     tenant: str
-    volatile: bool
     on_event: EventSink | None = None
+
+    @functools.cached_property
+    def volatile(self) -> bool:
+        """Whether the answer depends on when it is asked: judged on the normalised text, since the lookup and the
+        store must agree and the exact tier keys on that text; once, and only when needed (not for an exact hit)."""
+        return is_volatile(self.normalized)
 
 
 class CacheService:
@@ -208,7 +213,7 @@ class CacheService:
         normalized = normalize_text(text)
         scope = scope_fingerprint(prompt, tenant=tenant, embedder_id=self._embedder.id)
         eid = entry_id_of(scope, normalized)
-        asked = _Asked(prompt, control, text, normalized, scope, eid, tenant, is_volatile(normalized), on_event)
+        asked = _Asked(prompt, control, text, normalized, scope, eid, tenant, on_event)
         leader = self._inflight.get(eid)
         if leader is not None and control.mode is CacheMode.USE:
             # The same question (same scope) is being answered right now: share that answer, not a second call,
