@@ -124,10 +124,34 @@ def test_bad_input_is_a_clear_422(http: httpx.Client, body: dict[str, Any], para
     assert param in error["message"]
 
 
-def test_a_body_that_is_not_json_is_a_422(http: httpx.Client) -> None:
+def test_a_body_that_is_not_json_is_a_400_that_says_so(http: httpx.Client) -> None:
     response = http.post("/api/query", content=b"{not json", headers={"content-type": "application/json"})
-    assert response.status_code == 422
-    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "invalid_body", None)
+    assert error["message"].startswith("request body is not valid JSON at character 1: ")
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "message"),
+    [
+        (b"[1, 2]", "application/json", "request body must be a JSON object"),
+        (b"null", "application/json", "request body must be a JSON object"),
+        (b"", "application/json", "request body must be a JSON object"),
+        (
+            b"query=hello",
+            "application/x-www-form-urlencoded",
+            "request body must be a JSON object sent with content-type: application/json",
+        ),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_a_400_that_says_so(
+    http: httpx.Client, content: bytes, content_type: str, message: str
+) -> None:
+    for route in ("/api/query", "/v1/responses", "/v1/chat/completions"):
+        response = http.post(route, content=content, headers={"content-type": content_type})
+        assert response.status_code == 400, route
+        assert response.json()["error"]["message"] == message, route
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,13 +29,19 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
+        details = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg"), "type": e.get("type")} for e in errors
+        ]
         first = errors[0] if errors else {}
+        whole = _whole_body_problem(first, request.headers.get("content-type", ""))
+        if whole is not None:  # not a field's fault: the body is not JSON, or not an object
+            body = error_body(whole, "invalid_request_error", code="invalid_body")
+            body["details"] = details
+            return JSONResponse(body, status_code=400)
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
         message = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
         body = error_body(message, "invalid_request_error", param=where, code="invalid_value")
-        body["details"] = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg"), "type": e.get("type")} for e in errors
-        ]
+        body["details"] = details
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(InvalidRequest)
@@ -85,3 +93,17 @@ def install(app: FastAPI) -> None:
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return JSONResponse(error_body("internal error", "internal_error"), status_code=500)
+
+
+def _whole_body_problem(error: Mapping[str, Any], content_type: str) -> str | None:
+    """What is wrong with the body as a whole (FastAPI reports it as a field error at "body"), or None."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "")
+        at = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return f"request body is not valid JSON{at}" + (f": {reason}" if reason else "")
+    if loc == ("body",):
+        if "json" not in content_type.lower():
+            return "request body must be a JSON object sent with content-type: application/json"
+        return "request body must be a JSON object"
+    return None
