@@ -32,7 +32,7 @@ from semcache.core.calibration import bucket, calibrated_threshold
 from semcache.core.freshness import is_volatile
 from semcache.core.models import CacheControl, CacheMode, Completion, Message, Prompt, Usage
 from semcache.core.service import CacheService, Policy
-from semcache.core.verifier import DEFAULT_PATH, Verifier, numbers_differ
+from semcache.core.verifier import DEFAULT_PATH, Verifier, vetoed
 
 BASELINE_THRESHOLDS = (0.85, 0.90)
 
@@ -53,10 +53,10 @@ def curve(score: np.ndarray, eligible: np.ndarray, truth: np.ndarray, grid: np.n
 
 
 def _scores(verifier: Verifier, queries: list[str], candidates: list[str], q: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Verifier.score for many pairs at once (the network in one batch, the number rule per pair)."""
+    """Verifier.score for many pairs at once (the network in one batch, the vetoes per pair)."""
     p = verifier.probability(pair_matrix(queries, candidates, q, c))
-    differ = np.array([numbers_differ(a, b) for a, b in zip(queries, candidates, strict=True)])
-    return np.where(differ, 0.0, p)
+    veto = np.array([vetoed(a, b) for a, b in zip(queries, candidates, strict=True)])
+    return np.where(veto, 0.0, p)
 
 
 Scored = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]

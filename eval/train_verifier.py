@@ -49,7 +49,7 @@ from features import pair_matrix
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from semcache.adapters.onnx_embedder import OnnxEmbedder
-from semcache.core.verifier import DEFAULT_PATH, Verifier, numbers_differ
+from semcache.core.verifier import DEFAULT_PATH, Verifier, vetoed
 
 VERSION = os.environ.get("SEMCACHE_VERIFIER_VERSION", "qqp-ens4-1")
 
@@ -169,7 +169,7 @@ def main() -> None:
     da, db, dva, dvb, dy = split_vectors(e, "dev")
     cosine = np.sum(dva * dvb, axis=1)
     p = verifier.probability(pair_matrix(db, da, dvb, dva))
-    p[[numbers_differ(q, c) for q, c in zip(db, da, strict=True)]] = 0.0  # the rule Verifier.score applies
+    p[[vetoed(q, c) for q, c in zip(db, da, strict=True)]] = 0.0  # the rules Verifier.score applies
     eligible = cosine >= args.min_cosine
     best = None
     for threshold in np.arange(0.30, 0.995, 0.005):

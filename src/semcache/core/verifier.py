@@ -33,6 +33,22 @@ _STOP = frozenset(
     other more most much many each every all both few s t get got""".split()
 )
 _QUESTION_WORDS = ("what", "why", "how", "when", "where", "who", "which", "is", "are", "can", "do", "does", "should")
+# Words that give the words on either side of them roles: "convert a list to a string" is not "convert a string to a
+# list", though it has the same words (and so nearly the same mean-pooled embedding and the same lexical features).
+_DIRECTIONAL = frozenset({"to", "from", "than", "over", "before", "after", "per", "toward"})
+_SAME_DIRECTION = {"into": "to", "onto": "to", "towards": "toward"}
+# "to" after these is the infinitive's ("how to", "want to"), not a direction.
+_INFINITIVE_BEFORE = frozenset(
+    """how what where when whether which who want wants wanted need needs able going have has had try trying tried
+    like way ways best better possible easy easier hard harder used ought supposed order due""".split()
+)
+# A relation the same both ways round: "how far is the Sun from Earth" asks what "how far is Earth from the Sun" does
+# (a directional word after any of these is not read as one).
+_SYMMETRIC_BEFORE = frozenset(
+    """far compare compared comparison different differ differs difference similar distance married related equal
+    equivalent same close closer connect connects connected connecting link linked""".split()
+)
+_SIDE_WORDS = 2
 
 LEXICAL_FEATURES = 14
 
@@ -49,6 +65,47 @@ def _question_word(tokens: list[str]) -> str | None:
     return next((t for t in tokens[:3] if t in _QUESTION_WORDS), None)
 
 
+Roles = tuple[tuple[str, str, frozenset[str], frozenset[str]], ...]
+
+
+def _roles(tokens: list[str]) -> Roles:
+    """(word, the word before it, the content words nearest before it, those nearest after it) for each directional
+    word the text uses once (so the two sides are unambiguous). A word found on both sides tells nothing and is
+    left out; so is a relation that reads the same both ways round."""
+    tokens = [_SAME_DIRECTION.get(t, t) for t in tokens]
+    at: dict[str, list[int]] = {}
+    for i, t in enumerate(tokens):
+        if t in _DIRECTIONAL and not (t == "to" and i > 0 and tokens[i - 1] in _INFINITIVE_BEFORE):
+            at.setdefault(t, []).append(i)
+    roles = []
+    for word, places in sorted(at.items()):
+        if len(places) != 1:
+            continue
+        i = places[0]
+        if not _SYMMETRIC_BEFORE.isdisjoint(tokens[:i]):
+            continue
+        previous = tokens[i - 1] if i > 0 else ""
+        before = [t for t in tokens[:i] if t not in _STOP]
+        after = [t for t in tokens[i + 1 :] if t not in _STOP]
+        both = set(before) & set(after)
+        before = [t for t in before if t not in both][-_SIDE_WORDS:]
+        after = [t for t in after if t not in both][:_SIDE_WORDS]
+        if before and after:
+            roles.append((word, previous, frozenset(before), frozenset(after)))
+    return tuple(roles)
+
+
+def _swapped(q: TextProfile, c: TextProfile) -> bool:
+    """True if two words trade places across a directional word: "from .NET to Java" and "from Java to .NET",
+    "is Messi better than Ronaldo" and "is Ronaldo better than Messi". "than" counts only after the same word:
+    "greater than" and "smaller than" with the sides swapped say the same thing."""
+    for word, previous, before, after in q.roles:
+        for word2, previous2, before2, after2 in c.roles:
+            if word == word2 and (word != "than" or previous == previous2) and before & after2 and after & before2:
+                return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class TextProfile:
     """What the lexical features need from one text, computed once per text (not once per pair)."""
@@ -62,6 +119,8 @@ class TextProfile:
     names: frozenset[str]
     negated: bool
     question_word: str | None
+    roles: Roles
+    """Each directional word's sides (see _roles)."""
 
 
 def _profile(text: str) -> TextProfile:
@@ -76,6 +135,7 @@ def _profile(text: str) -> TextProfile:
         names=frozenset(w.lower() for w in _CAPITALISED.findall(text[1:])),
         negated=_negated(tokens),
         question_word=_question_word(tokens),
+        roles=_roles(tokens),
     )
 
 
@@ -117,9 +177,15 @@ def lexical_features(query: str, candidate: str) -> npt.NDArray[np.float32]:
     return _lexical(profile(query), profile(candidate))
 
 
-def numbers_differ(query: str, candidate: str) -> bool:
-    """True if the two texts do not name the same numbers ("top 5" and "top 10" are different questions)."""
-    return profile(query).numbers != profile(candidate).numbers
+def _vetoed(q: TextProfile, c: TextProfile) -> bool:
+    return q.numbers != c.numbers or _swapped(q, c)
+
+
+def vetoed(query: str, candidate: str) -> bool:
+    """True if the pair is never served, whatever the network says: the two texts name different numbers ("top 5"
+    and "top 10" are different questions), or give the same words swapped roles ("convert a list to a string" and
+    "convert a string to a list"). Embeddings and the word-set features barely see either."""
+    return _vetoed(profile(query), profile(candidate))
 
 
 def feature_matrix(
@@ -175,7 +241,7 @@ class Verifier:
         return np.asarray(p.mean(axis=1), dtype=np.float32)
 
     def score(self, query: str, candidate: str, u: npt.NDArray[np.float32], v: npt.NDArray[np.float32]) -> float:
-        """P(duplicate) for one pair; 0 when the two name different numbers (the answer depends on them)."""
+        """P(duplicate) for one pair; 0 when the pair is vetoed (see vetoed())."""
         return self.score_many(query, [candidate], u, [v])[0]
 
     def score_many(
@@ -192,7 +258,7 @@ class Verifier:
         profiles = [profile(c) for c in candidates]
         lexical = np.stack([_lexical(q, c) for c in profiles])
         p = self.probability(feature_matrix(u, np.stack(vs), lexical))
-        return [0.0 if q.numbers != c.numbers else float(x) for c, x in zip(profiles, p, strict=True)]
+        return [0.0 if _vetoed(q, c) else float(x) for c, x in zip(profiles, p, strict=True)]
 
     def save(self, path: Path) -> None:
         """Write the weights and settings as one small .npz."""
