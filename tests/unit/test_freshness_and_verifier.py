@@ -309,3 +309,26 @@ def test_the_same_words_in_swapped_roles_are_never_served(query: str, candidate:
 def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candidate: str) -> None:
     assert not vetoed(query, candidate)
     assert not vetoed(candidate, query)
+
+
+@pytest.mark.parametrize(
+    ("query", "candidate", "expected"),
+    [
+        # served at confidence 0.93 in `make run` before the rule
+        ("What are the positive effects of caffeine?", "What are the negative effects of caffeine?", True),
+        ("What are the best movies of 2014?", "What are the worst movies of 2014?", True),
+        ("What are the advantages of remote work?", "What are the disadvantages of remote work?", True),
+        ("Why is Science Diet good for dogs?", "Why is Science Diet bad for dogs?", True),
+        # a yes/no question turned round asks the same thing
+        ("Is milk good for you?", "Is milk bad for you?", False),
+        ("Is it legal to carry a knife in the UK?", "Is it illegal to carry a knife in the UK?", False),
+        # more than the opposites differs: left to the networks
+        ("What is the least painful way to quit?", "What is the most painless way to quit?", False),
+        ("What are the best movies of 2014?", "Which films of 2014 were the worst?", False),
+    ],
+)
+def test_opposites_in_a_question_that_asks_for_more_than_yes_or_no_are_never_served(
+    query: str, candidate: str, expected: bool
+) -> None:
+    assert vetoed(query, candidate) is expected
+    assert vetoed(candidate, query) is expected

@@ -49,6 +49,17 @@ _SYMMETRIC_BEFORE = frozenset(
     equivalent same close closer connect connects connected connecting link linked""".split()
 )
 _SIDE_WORDS = 2
+# Opposites: "the positive effects of caffeine" and "the negative effects of caffeine" ask for different lists. A
+# yes/no question turned round ("is milk good for you?", "is milk bad for you?") asks the same thing.
+_OPPOSITES = frozenset(
+    frozenset(pair.split("/"))
+    for pair in """good/bad best/worst better/worse advantages/disadvantages advantage/disadvantage pros/cons pro/con
+    benefits/drawbacks upsides/downsides positive/negative increase/decrease easiest/hardest easy/hard easy/difficult
+    strengths/weaknesses love/hate high/low highest/lowest least/most legal/illegal possible/impossible happy/sad
+    right/wrong success/failure healthy/unhealthy cheap/expensive biggest/smallest largest/smallest fastest/slowest
+    strongest/weakest rich/poor""".split()
+)
+_YES_NO = frozenset({"is", "are", "can", "do", "does", "should"})
 
 LEXICAL_FEATURES = 14
 
@@ -177,14 +188,29 @@ def lexical_features(query: str, candidate: str) -> npt.NDArray[np.float32]:
     return _lexical(profile(query), profile(candidate))
 
 
+def _opposed(q: TextProfile, c: TextProfile) -> bool:
+    """True if the only content words that differ are a pair of opposites ("best" and "worst"), unless both are
+    yes/no questions (one answer settles both)."""
+    if q.question_word in _YES_NO and c.question_word in _YES_NO:
+        return False
+    differ = q.words ^ c.words
+    if not 2 <= len(differ) <= 3:  # the pair, and perhaps a stop word ("effects of" / "effects for")
+        return False
+    return any(
+        pair <= differ and not pair <= q.words and not pair <= c.words and (q.content ^ c.content) <= pair
+        for pair in _OPPOSITES
+    )
+
+
 def _vetoed(q: TextProfile, c: TextProfile) -> bool:
-    return q.numbers != c.numbers or _swapped(q, c)
+    return q.numbers != c.numbers or _swapped(q, c) or _opposed(q, c)
 
 
 def vetoed(query: str, candidate: str) -> bool:
     """True if the pair is never served, whatever the network says: the two texts name different numbers ("top 5"
-    and "top 10" are different questions), or give the same words swapped roles ("convert a list to a string" and
-    "convert a string to a list"). Embeddings and the word-set features barely see either."""
+    and "top 10" are different questions), give the same words swapped roles ("convert a list to a string" and
+    "convert a string to a list"), or differ only by a pair of opposites in a question that asks for more than yes
+    or no ("the positive effects of caffeine", "the negative effects"). Embeddings barely see any of these."""
     return _vetoed(profile(query), profile(candidate))
 
 
