@@ -332,3 +332,26 @@ def test_opposites_in_a_question_that_asks_for_more_than_yes_or_no_are_never_ser
 ) -> None:
     assert vetoed(query, candidate) is expected
     assert vetoed(candidate, query) is expected
+
+
+@pytest.mark.parametrize(
+    ("query", "candidate", "expected"),
+    [
+        # served at confidence 0.99 in `make run` before the rule
+        ("Explain quantum computing in simple terms", "Explain quantum computing in detail", True),
+        ("Explain TCP briefly", "Explain TCP step by step", True),
+        ("Write a poem about cats", "Write a haiku about cats", True),
+        ("Write a formal email to HR", "Write a formal letter to HR", True),
+        # the same shape asked for in other words
+        ("Explain quantum computing in simple terms", "Explain quantum computing like I'm five", False),
+        ("Explain black holes in layman's terms", "Explain black holes in simple words", False),
+        # only one of them asks: left to the networks
+        ("How does the stock market work?", "How does the stock market work, in layman's terms?", False),
+        ("How can an email account get hacked?", "How do email accounts get hacked, in layman's terms?", False),
+    ],
+)
+def test_prompts_that_ask_for_differently_shaped_answers_are_never_served(
+    query: str, candidate: str, expected: bool
+) -> None:
+    assert vetoed(query, candidate) is expected
+    assert vetoed(candidate, query) is expected

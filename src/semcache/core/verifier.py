@@ -60,12 +60,29 @@ _OPPOSITES = frozenset(
     strongest/weakest rich/poor""".split()
 )
 _YES_NO = frozenset({"is", "are", "can", "do", "does", "should"})
+# What a prompt asks of the answer's shape, beyond its subject: "explain quantum computing in simple terms" and
+# "...in detail" want different answers (served at confidence 0.99 before this rule).
+_SHAPES = (
+    ("detail", r"\bin (?:great |more |full |much )?detail\b|\bdetailed\b|\bin[- ]depth\b|\bthorough(?:ly)?\b"
+     r"|\bcomprehensive(?:ly)?\b|\bstep[- ]by[- ]step\b"),
+    ("brief", r"\bbrief(?:ly)?\b|\bconcise(?:ly)?\b|\bin a nutshell\b|\btl;?dr\b|\bshort answer\b"
+     r"|\bin (?:one|a single|a few|two|three|\d+) (?:sentences?|lines?|words|paragraphs?)\b"),
+    ("simple", r"\bin simple (?:terms|words|language|english)\b|\bsimply put\b|\beli5\b|\blayman'?s? terms\b"
+     r"|\blike (?:i'?m|i am) (?:five|5|a child|a kid|a beginner)\b"
+     r"|\bto a (?:child|kid|five[- ]year[- ]old|5[- ]year[- ]old|layman)\b"),
+)  # fmt: skip
+_SHAPE = tuple((name, re.compile(pattern)) for name, pattern in _SHAPES)
+# Only texts with one of these words can ask for a shape (the patterns are not run on the others).
+_SHAPE_WORDS = frozenset(
+    """detail detailed depth thorough thoroughly comprehensive comprehensively step brief briefly concise concisely
+    nutshell tl tldr dr short sentence sentences line lines words paragraph paragraphs simple simply eli5 layman
+    layman's laymans like child kid layman""".split()
+)
+_FORMS = frozenset(
+    "poem haiku limerick sonnet essay story song tweet email letter speech joke table json yaml csv".split()
+)
 
 LEXICAL_FEATURES = 14
-
-
-def _tokens(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
 
 
 def _negated(tokens: list[str]) -> bool:
@@ -83,6 +100,8 @@ def _roles(tokens: list[str]) -> Roles:
     """(word, the word before it, the content words nearest before it, those nearest after it) for each directional
     word the text uses once (so the two sides are unambiguous). A word found on both sides tells nothing and is
     left out; so is a relation that reads the same both ways round."""
+    if _DIRECTIONAL.isdisjoint(tokens) and _SAME_DIRECTION.keys().isdisjoint(tokens):
+        return ()
     tokens = [_SAME_DIRECTION.get(t, t) for t in tokens]
     at: dict[str, list[int]] = {}
     for i, t in enumerate(tokens):
@@ -132,10 +151,15 @@ class TextProfile:
     question_word: str | None
     roles: Roles
     """Each directional word's sides (see _roles)."""
+    shapes: frozenset[str]
+    """What the text asks of the answer's length or level: detail, brief, simple (see _SHAPES)."""
+    forms: frozenset[str]
+    """Written forms it names: poem, essay, email, table..."""
 
 
 def _profile(text: str) -> TextProfile:
-    tokens = _tokens(text)
+    lowered = text.lower()
+    tokens = _WORD.findall(lowered)
     words = frozenset(tokens)
     return TextProfile(
         length=len(tokens),
@@ -147,6 +171,12 @@ def _profile(text: str) -> TextProfile:
         negated=_negated(tokens),
         question_word=_question_word(tokens),
         roles=_roles(tokens),
+        shapes=frozenset()
+        if words.isdisjoint(_SHAPE_WORDS)
+        else frozenset(name for name, pattern in _SHAPE if pattern.search(lowered)),
+        forms=frozenset(
+            w if w in _FORMS else w[:-1] for w in words if w in _FORMS or (w[-1] == "s" and w[:-1] in _FORMS)
+        ),
     )
 
 
@@ -202,15 +232,23 @@ def _opposed(q: TextProfile, c: TextProfile) -> bool:
     )
 
 
+def _reshaped(q: TextProfile, c: TextProfile) -> bool:
+    """True if both texts ask for an answer's shape (or name a written form) and not the same one: "in simple terms"
+    and "in detail", "a poem" and "a haiku". Only one of them asking is left to the networks ("How does the stock
+    market work?" and "...in layman's terms?" are one question on Quora)."""
+    return bool(q.shapes and c.shapes and q.shapes != c.shapes) or bool(q.forms and c.forms and q.forms != c.forms)
+
+
 def _vetoed(q: TextProfile, c: TextProfile) -> bool:
-    return q.numbers != c.numbers or _swapped(q, c) or _opposed(q, c)
+    return q.numbers != c.numbers or _swapped(q, c) or _opposed(q, c) or _reshaped(q, c)
 
 
 def vetoed(query: str, candidate: str) -> bool:
     """True if the pair is never served, whatever the network says: the two texts name different numbers ("top 5"
     and "top 10" are different questions), give the same words swapped roles ("convert a list to a string" and
     "convert a string to a list"), or differ only by a pair of opposites in a question that asks for more than yes
-    or no ("the positive effects of caffeine", "the negative effects"). Embeddings barely see any of these."""
+    or no ("the positive effects of caffeine", "the negative effects"), or ask for differently shaped answers ("in
+    simple terms", "in detail"; "a poem", "a haiku"). Embeddings barely see any of these."""
     return _vetoed(profile(query), profile(candidate))
 
 
