@@ -63,6 +63,35 @@ def test_a_paraphrase_is_a_semantic_hit(http: httpx.Client, fake_openai: FakeOpe
     assert fake_openai.calls() == calls
 
 
+@pytest.mark.parametrize(
+    ("stored", "paraphrase", "not_the_same"),
+    [
+        (
+            "How do I convert a list to a string in Python?",
+            "Python: turn a list into a string",
+            "How do I convert a string to a list in Python?",
+        ),
+        (
+            "Explain quantum computing in simple terms",
+            "Explain quantum computing like I'm five",
+            "Explain quantum computing in detail",
+        ),
+    ],
+)
+def test_the_same_words_asking_for_another_answer_miss_where_a_paraphrase_hits(
+    http: httpx.Client, stored: str, paraphrase: str, not_the_same: str
+) -> None:
+    # Through the real model and verifier: the networks alone served both `not_the_same` at confidence 0.99.
+    query(http, stored, cache={"mode": "refresh"})
+    hit = query(http, paraphrase)
+    assert (hit.headers["x-semcache-tier"], hit.json()["cache"]["matched_query"]) == ("semantic", stored)
+    missed = query(http, not_the_same)
+    assert missed.headers["x-semcache"] == "miss"
+    assert missed.json()["cache"]["similarity"] is None
+    for response in (hit, missed):  # the stored entry and the one the miss made: none left to serve other tests
+        assert http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}").status_code == 200
+
+
 def test_a_paraphrase_asked_again_skips_the_model_not_the_lookup(http: httpx.Client) -> None:
     original = "How do I reset my Gmail password?"
     query(http, original, cache={"mode": "refresh"})
