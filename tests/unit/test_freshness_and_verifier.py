@@ -355,3 +355,60 @@ def test_prompts_that_ask_for_differently_shaped_answers_are_never_served(
 ) -> None:
     assert vetoed(query, candidate) is expected
     assert vetoed(candidate, query) is expected
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.searches: list[int] = []
+
+    async def search(self, scope, vector, k, *, asked=None):  # type: ignore[no-untyped-def]
+        self.searches.append(k)
+        return await super().search(scope, vector, k, asked=asked)
+
+
+ELI5 = "explain quantum computing like i'm five"
+DETAIL = "explain quantum computing in detail like a pro"  # the nearest to ELI5 (bag of words): 0.63, ruled out
+SIMPLE = "explain quantum computing in simple terms"  # the next: 0.54, the same shape
+
+
+async def test_when_every_candidate_is_ruled_out_the_next_nearest_gets_its_turn() -> None:
+    store = CountingStore()
+    svc = CacheService(embedder=BagOfWordsEmbedder(), store=store, llm=ScriptedLLM(),
+                       policy=Policy(min_similarity=0.5, verifier=constant_verifier(10.0)))  # fmt: skip
+    for q in (SIMPLE, DETAIL):
+        await svc.answer(ask(q), CacheControl(mode=CacheMode.REFRESH), tenant="t")
+    store.searches.clear()
+    got = await svc.answer(ask(ELI5), tenant="t")
+    assert (got.cache.tier, got.cache.matched_query) == ("semantic", SIMPLE)
+    assert store.searches == [1, 4], "the policy's one candidate, then one search further"
+
+
+async def test_a_candidate_judged_unlike_is_not_passed_over_for_a_farther_one() -> None:
+    # Only a candidate known to be another question (a rule, a mismatch mark) makes way: one the networks judge
+    # unlike is the nearest stored question all the same, and a farther one is rarely right (docs/quality.md).
+    store = CountingStore()
+    svc = CacheService(embedder=BagOfWordsEmbedder(), store=store, llm=ScriptedLLM(),
+                       policy=Policy(min_similarity=0.5, verifier=falling_verifier()))  # fmt: skip
+    near_q, far_q = "how do i bake a loaf of bread at home with butter", "how do i bake bread"
+    for q in (near_q, far_q):
+        await svc.answer(ask(q), CacheControl(mode=CacheMode.REFRESH), tenant="t")
+    store.searches.clear()
+    got = await svc.answer(ask("how do i bake a loaf of bread at home with butter please"), tenant="t")
+    assert got.cache.status == "miss"
+    assert store.searches == [1]
+
+
+async def test_an_entry_marked_a_mismatch_makes_way_for_the_next_nearest() -> None:
+    svc = CacheService(embedder=BagOfWordsEmbedder(), store=MemoryStore(), llm=ScriptedLLM(),
+                       policy=Policy(min_similarity=0.5, verifier=constant_verifier(10.0)))  # fmt: skip
+    near_q, far_q = "how do i bake a loaf of bread at home", "how do i bake bread at home"
+    for q in (far_q, near_q):
+        await svc.answer(ask(q), CacheControl(mode=CacheMode.REFRESH), tenant="t")
+    asked_q = "how do i bake a loaf of bread at home quickly"
+    first = await svc.answer(ask(asked_q), tenant="t")
+    assert first.cache.matched_query == near_q
+    assert first.cache.entry_id is not None
+    await svc.feedback(first.cache.entry_id, "mismatch", tenant="t", query=asked_q)
+    again = await svc.answer(ask(asked_q), tenant="t")
+    assert (again.cache.tier, again.cache.matched_query) == ("semantic", far_q)

@@ -25,12 +25,13 @@ from semcache.core.models import (
     CacheMode,
     Entry,
     Judgement,
+    Match,
     Prompt,
     Usage,
     Verdict,
 )
 from semcache.core.ports import LLM, Embedder, Vector, VectorStore
-from semcache.core.verifier import Verifier
+from semcache.core.verifier import Verifier, vetoed
 
 log = logging.getLogger("semcache")
 
@@ -48,6 +49,9 @@ answers) in all; beyond either the oldest are dropped (the cache is optional, th
 DEFERRED_POLL_S = 0.05
 
 MAX_TTL_SECONDS = 365 * 86400
+LOOK_FURTHER = 3
+"""How many entries past the policy's candidates one more search offers, when every candidate was ruled out as
+another question (CacheService._lookup)."""
 RECENT_MAX_CHARS = 2000
 """Texts up to this long have their vectors kept among the recent ones (CacheService's recent_embeddings)."""
 
@@ -390,7 +394,7 @@ class CacheService:
     async def _lookup(self, asked: _Asked) -> tuple[Answer | None, Vector | None, str | None]:
         """Exact tier, then semantic tier; returns the hit (or None), the query's vector if one was computed, and
         why the semantic tier was skipped if it was for want of time."""
-        scope, normalized, control = asked.scope, asked.normalized, asked.control
+        scope, normalized = asked.scope, asked.normalized
         entry = await self._store.get(asked.eid)
         if entry is not None and entry.scope == scope:
             return _from_entry(entry, tier="exact", similarity=None, confidence=None), None, None
@@ -403,33 +407,49 @@ class CacheService:
             if self._embedder_busy():
                 return None, None, EMBEDDER_BUSY
             vector = await self._embed_anew(normalized, asked.tenant)
-        floor = self._floor(control)
-        matches = [
-            m
-            for m in await self._store.search(scope, vector, self._policy.candidates, asked=asked.eid)
-            if m.entry.scope == scope and m.similarity >= floor and not m.mismatched
-        ]
+        k = self._policy.candidates
+        found = await self._store.search(scope, vector, k, asked=asked.eid)
+        hit, ruled_out = self._judge(asked, vector, found)
+        if hit is None and ruled_out and len(found) == k:
+            # Every candidate was known not to be this question (a rule of the verifier's, or the tenant's mismatch
+            # mark), which says nothing against the next nearest: "explain X like I'm five" is not "explain X in
+            # detail", but may be "explain X in simple terms", stored just beyond it. One more search, rarely made.
+            deeper = await self._store.search(scope, vector, k + LOOK_FURTHER, asked=asked.eid)
+            hit, _ = self._judge(asked, vector, deeper[k:])
+        return hit, vector, None
+
+    def _judge(self, asked: _Asked, vector: Vector, found: list[Match]) -> tuple[Answer | None, bool]:
+        """The hit among found (nearest first), if one fits; and whether every one of them was ruled out as another
+        question (so that farther entries may yet hold this one), as opposed to too far or judged unlike. Of those
+        not ruled out, the policy's number of candidates (the nearest) are judged."""
+        floor = self._floor(asked.control)
+        near = [m for m in found if m.entry.scope == asked.scope and m.similarity >= floor]
         verifier = self._policy.verifier
+        texts = [normalize_text(m.entry.query) for m in near]
+        open_ = [
+            (m, text)
+            for m, text in zip(near, texts, strict=True)
+            if not m.mismatched and not (verifier is not None and vetoed(asked.normalized, text))
+        ][: self._policy.candidates]
+        ruled_out = bool(found) and not open_ and len(near) == len(found)
         if verifier is None:
-            if matches:
-                best = matches[0]
-                hit = _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=None)
-                return hit, vector, None
-            return None, vector, None
+            if open_:
+                best = open_[0][0]
+                return _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=None), False
+            return None, ruled_out
         threshold = self._threshold(asked)
-        scorable = [m for m in matches if m.vector is not None]
+        scorable = [(m, text) for m, text in open_ if m.vector is not None]
         confidences = verifier.score_many(
-            normalized, [normalize_text(m.entry.query) for m in scorable], vector, [m.vector for m in scorable]
+            asked.normalized, [text for _, text in scorable], vector, [m.vector for m, _ in scorable]
         )
         # The verifier is a gate, not a ranking (its probabilities saturate near 1 for close pairs): of the
         # candidates it accepts, the nearest is served. There is one candidate unless the policy asks for more
         # (docs/quality.md, "Which candidate is served").
-        accepted = [(c, m) for c, m in zip(confidences, scorable, strict=True) if c >= threshold]
+        accepted = [(c, m) for c, (m, _) in zip(confidences, scorable, strict=True) if c >= threshold]
         if accepted:
             confidence, best = max(accepted, key=lambda pair: pair[1].similarity)
-            hit = _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=confidence)
-            return hit, vector, None
-        return None, vector, None
+            return _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=confidence), False
+        return None, ruled_out
 
     def _floor(self, control: CacheControl) -> float:
         return control.min_similarity or self._policy.min_similarity
