@@ -63,6 +63,9 @@ def test_a_paraphrase_is_a_semantic_hit(http: httpx.Client, fake_openai: FakeOpe
     assert fake_openai.calls() == calls
 
 
+SIMPLE_TERMS, IN_DETAIL = "Explain quantum computing in simple terms", "Explain quantum computing in detail"
+
+
 @pytest.mark.parametrize(
     ("stored", "paraphrase", "not_the_same"),
     [
@@ -71,11 +74,7 @@ def test_a_paraphrase_is_a_semantic_hit(http: httpx.Client, fake_openai: FakeOpe
             "Python: turn a list into a string",
             "How do I convert a string to a list in Python?",
         ),
-        (
-            "Explain quantum computing in simple terms",
-            "Explain quantum computing like I'm five",
-            "Explain quantum computing in detail",
-        ),
+        (SIMPLE_TERMS, "Explain quantum computing like I'm five", IN_DETAIL),
     ],
 )
 def test_the_same_words_asking_for_another_answer_miss_where_a_paraphrase_hits(
@@ -90,6 +89,18 @@ def test_the_same_words_asking_for_another_answer_miss_where_a_paraphrase_hits(
     assert missed.json()["cache"]["similarity"] is None
     for response in (hit, missed):  # the stored entry and the one the miss made: none left to serve other tests
         assert http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}").status_code == 200
+
+
+def test_a_nearest_entry_ruled_out_as_another_question_makes_way_for_the_next(http: httpx.Client) -> None:
+    # On the real index: "in detail" is the nearest entry to "like I'm five", and is ruled out (another shape);
+    # the lookup searches past it and serves "in simple terms".
+    stored = [query(http, q, cache={"mode": "refresh"}) for q in (SIMPLE_TERMS, IN_DETAIL)]
+    try:
+        hit = query(http, "Explain quantum computing like I'm five")
+        assert (hit.headers["x-semcache-tier"], hit.json()["cache"]["matched_query"]) == ("semantic", SIMPLE_TERMS)
+    finally:
+        for response in stored:
+            http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}")
 
 
 def test_a_paraphrase_asked_again_skips_the_model_not_the_lookup(http: httpx.Client) -> None:
