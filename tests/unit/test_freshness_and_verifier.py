@@ -322,6 +322,7 @@ def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candid
         # a yes/no question turned round asks the same thing
         ("Is milk good for you?", "Is milk bad for you?", False),
         ("Is it legal to carry a knife in the UK?", "Is it illegal to carry a knife in the UK?", False),
+        ("How hard is it to learn Python?", "How easy is it to learn Python?", False),  # how much of it: the same
         # more than the opposites differs: left to the networks
         ("What is the least painful way to quit?", "What is the most painless way to quit?", False),
         ("What are the best movies of 2014?", "Which films of 2014 were the worst?", False),

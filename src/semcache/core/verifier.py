@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,8 @@ class TextProfile:
     names: frozenset[str]
     negated: bool
     question_word: str | None
+    after_how: frozenset[str]
+    """Words right after "how" ("how hard", "how safe")."""
     roles: Roles
     """Each directional word's sides (see _roles)."""
     shapes: frozenset[str]
@@ -170,6 +173,7 @@ def _profile(text: str) -> TextProfile:
         names=frozenset(w.lower() for w in _CAPITALISED.findall(text[1:])),
         negated=_negated(tokens),
         question_word=_question_word(tokens),
+        after_how=frozenset(b for a, b in itertools.pairwise(tokens) if a == "how"),
         roles=_roles(tokens),
         shapes=frozenset()
         if words.isdisjoint(_SHAPE_WORDS)
@@ -220,14 +224,19 @@ def lexical_features(query: str, candidate: str) -> npt.NDArray[np.float32]:
 
 def _opposed(q: TextProfile, c: TextProfile) -> bool:
     """True if the only content words that differ are a pair of opposites ("best" and "worst"), unless both are
-    yes/no questions (one answer settles both)."""
+    yes/no questions, or both ask how much of it ("how hard is it to learn Python?", "how easy..."): one answer
+    settles both."""
     if q.question_word in _YES_NO and c.question_word in _YES_NO:
         return False
     differ = q.words ^ c.words
     if not 2 <= len(differ) <= 3:  # the pair, and perhaps a stop word ("effects of" / "effects for")
         return False
     return any(
-        pair <= differ and not pair <= q.words and not pair <= c.words and (q.content ^ c.content) <= pair
+        pair <= differ
+        and not pair <= q.words
+        and not pair <= c.words
+        and (q.content ^ c.content) <= pair
+        and not pair <= q.after_how | c.after_how
         for pair in _OPPOSITES
     )
 
