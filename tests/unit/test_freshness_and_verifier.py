@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -413,3 +415,28 @@ async def test_an_entry_marked_a_mismatch_makes_way_for_the_next_nearest() -> No
     await svc.feedback(first.cache.entry_id, "mismatch", tenant="t", query=asked_q)
     again = await svc.answer(ask(asked_q), tenant="t")
     assert (again.cache.tier, again.cache.matched_query) == ("semantic", far_q)
+
+
+async def test_the_asked_texts_profile_is_worked_out_before_its_embedding() -> None:
+    # After a model run the CPU's caches are cold and the same work takes several times as long (docs/performance.md)
+    events: list[str] = []
+
+    class Recording(BagOfWordsEmbedder):
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            events.append("embed")
+            return super().embed(texts)
+
+    class Preparing(Verifier):
+        def prepare(self, query: str) -> None:
+            events.append("prepare")
+            super().prepare(query)
+
+    base = constant_verifier(10.0)
+    verifier = Preparing(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init})
+    svc = CacheService(embedder=Recording(), store=MemoryStore(), llm=ScriptedLLM(),
+                       policy=Policy(min_similarity=0.5, verifier=verifier))  # fmt: skip
+    await svc.answer(ask("how do i bake bread"), tenant="t")
+    assert events == ["prepare", "embed"]
+    events.clear()
+    await svc.answer(ask("how do i bake bread"), tenant="t")
+    assert events == [], "an exact hit does neither"

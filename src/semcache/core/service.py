@@ -406,6 +406,8 @@ class CacheService:
         if vector is None:
             if self._embedder_busy():
                 return None, None, EMBEDDER_BUSY
+            if self._policy.verifier is not None:
+                self._policy.verifier.prepare(normalized)  # now, while the CPU's caches are warm
             vector = await self._embed_anew(normalized, asked.tenant)
         k = self._policy.candidates
         found = await self._store.search(scope, vector, k, asked=asked.eid)

@@ -16,7 +16,7 @@ import functools
 import io
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -291,6 +291,9 @@ class Verifier:
     threshold: float
     min_cosine: float
     """Candidates below this cosine are not even scored (the training data had almost no duplicates there)."""
+    _w1: npt.NDArray[np.float32] = field(init=False, repr=False, compare=False)
+    _b1: npt.NDArray[np.float32] = field(init=False, repr=False, compare=False)
+    _out: npt.NDArray[np.float32] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         w2 = np.atleast_2d(np.asarray(self.w2, dtype=np.float32))
@@ -299,6 +302,18 @@ class Verifier:
             raise ValueError(f"inconsistent verifier shapes: w1 {self.w1.shape}, b1 {self.b1.shape}, w2 {w2.shape}")
         object.__setattr__(self, "w2", w2)
         object.__setattr__(self, "b2", b2)
+        # What probability() multiplies by, worked out once: the standardisation folded into the first layer
+        # ((f - mean) / scale @ w1 = f @ (w1 / scale) - (mean / scale) @ w1), and the members' output weights as
+        # one block-diagonal matrix, so that each layer is a single matrix product.
+        members, hidden = w2.shape
+        w1 = np.asarray(self.w1, dtype=np.float32)
+        scale = np.asarray(self.scale, dtype=np.float32)
+        out = np.zeros((members * hidden, members), dtype=np.float32)
+        for m in range(members):
+            out[m * hidden : (m + 1) * hidden, m] = w2[m]
+        object.__setattr__(self, "_w1", np.ascontiguousarray(w1 / scale[:, None]))
+        object.__setattr__(self, "_b1", (self.b1 - (self.mean / scale) @ w1).astype(np.float32))
+        object.__setattr__(self, "_out", out)
 
     @property
     def members(self) -> int:
@@ -307,11 +322,17 @@ class Verifier:
 
     def probability(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """P(duplicate) for rows of pair features: the mean of the members' probabilities."""
-        x = (np.atleast_2d(features) - self.mean) / self.scale
-        hidden = np.maximum(x @ self.w1 + self.b1, 0.0)  # every member's hidden layer in one product
-        logits = np.einsum("rmh,mh->rm", hidden.reshape(len(x), *self.w2.shape), self.w2) + self.b2
+        hidden = np.maximum(np.atleast_2d(features) @ self._w1 + self._b1, 0.0)  # every member's hidden layer
+        logits = hidden @ self._out + self.b2  # (rows, members)
         p = 1.0 / (1.0 + np.exp(-np.clip(logits, -40.0, 40.0)))
         return np.asarray(p.mean(axis=1), dtype=np.float32)
+
+    def prepare(self, query: str) -> None:
+        """Work out what scoring query will need from its text, ahead of the scoring (kept with the recent texts'
+        profiles). The service calls it before the query's embedding: done after a model run, which leaves the
+        CPU's caches cold, the same work takes several times as long. (A text too long to keep is left.)"""
+        if len(query) <= PROFILE_CACHE_MAX_CHARS:
+            profile(query)
 
     def score(self, query: str, candidate: str, u: npt.NDArray[np.float32], v: npt.NDArray[np.float32]) -> float:
         """P(duplicate) for one pair; 0 when the pair is vetoed (see vetoed())."""
