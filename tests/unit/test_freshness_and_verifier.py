@@ -280,6 +280,8 @@ def test_scoring_candidates_together_equals_scoring_each() -> None:
         ("What projects were ported from .NET to Java?", "What projects were ported from Java to .NET?"),
         ("Why is Messi better than Ronaldo?", "How is Ronaldo better than Messi?"),
         ("Cheap flights from London to Paris", "Cheap flights from Paris to London"),
+        ("Is it safe to drive from California to Texas?", "How safe is it to drive from Texas to California?"),
+        ("How long does it take to fly from London to Paris?", "How long does it take to fly from Paris to London?"),
         ("Do you believe in life after death?", "Do you believe in death after life?"),
         ("Which reagent converts ethanol into ethanoic acid?", "Which reagent converts ethanoic acid to ethanol?"),
     ],

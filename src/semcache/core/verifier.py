@@ -41,7 +41,8 @@ _SAME_DIRECTION = {"into": "to", "onto": "to", "towards": "toward"}
 # "to" after these is the infinitive's ("how to", "want to"), not a direction.
 _INFINITIVE_BEFORE = frozenset(
     """how what where when whether which who want wants wanted need needs able going have has had try trying tried
-    like way ways best better possible easy easier hard harder used ought supposed order due""".split()
+    like way ways best better possible impossible easy easier hard harder difficult used ought supposed order due
+    safe good bad necessary important okay ok legal illegal wise smart right wrong allowed""".split()
 )
 # A relation the same both ways round: "how far is the Sun from Earth" asks what "how far is Earth from the Sun" does
 # (a directional word after any of these is not read as one).
@@ -99,8 +100,8 @@ Roles = tuple[tuple[str, str, frozenset[str], frozenset[str]], ...]
 
 def _roles(tokens: list[str]) -> Roles:
     """(word, the word before it, the content words nearest before it, those nearest after it) for each directional
-    word the text uses once (so the two sides are unambiguous). A word found on both sides tells nothing and is
-    left out; so is a relation that reads the same both ways round."""
+    word the text uses once (so the two sides are unambiguous), or "to" after a "from". A word found on both sides
+    tells nothing and is left out; so is a relation that reads the same both ways round."""
     if _DIRECTIONAL.isdisjoint(tokens) and _SAME_DIRECTION.keys().isdisjoint(tokens):
         return ()
     tokens = [_SAME_DIRECTION.get(t, t) for t in tokens]
@@ -108,6 +109,10 @@ def _roles(tokens: list[str]) -> Roles:
     for i, t in enumerate(tokens):
         if t in _DIRECTIONAL and not (t == "to" and i > 0 and tokens[i - 1] in _INFINITIVE_BEFORE):
             at.setdefault(t, []).append(i)
+    if len(at.get("to", ())) > 1 and len(at.get("from", ())) == 1:
+        # "how long does it take to fly from London to Paris": the "to" of "from ... to" is the direction
+        after_from = [i for i in at["to"] if i > at["from"][0]]
+        at["to"] = after_from[:1]
     roles = []
     for word, places in sorted(at.items()):
         if len(places) != 1:
