@@ -156,6 +156,31 @@ async def test_a_lone_command_given_up_leaves_no_reply_for_the_next(client: Redi
     await pipeline.aclose()
 
 
+async def test_a_lone_command_given_up_drops_its_connection_whatever_the_driver_does(client: Redis) -> None:
+    # The test above passes on redis-py's own care too: its read_response disconnects when cancelled. This one
+    # takes that care away (a read that waits, then lets go without closing anything) to check ours.
+    pipeline = AutoPipeline(client)
+    await pipeline.execute(("PING",))
+    conn = pipeline._lone
+    assert conn is not None
+    assert conn.is_connected
+
+    async def careless_read(*args: object, **kwargs: object) -> object:
+        await asyncio.sleep(10)
+        return None
+
+    conn.read_response = careless_read  # type: ignore[method-assign]
+    waiting = asyncio.ensure_future(pipeline.execute(("PING",)))
+    await asyncio.sleep(0.05)  # sent; "reading"
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not conn.is_connected, "a reply may still come: the connection must not be used again"
+    del conn.read_response  # the class's own again
+    assert await pipeline.execute(("PING",)) == [b"PONG"], "the next command reconnects"
+    await pipeline.aclose()
+
+
 async def test_the_lone_connection_closed_by_the_server_while_idle_is_reopened(
     client: Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
