@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from semcache.adapters import redis_pipelining, redis_store
@@ -179,6 +180,22 @@ async def test_a_lone_command_given_up_drops_its_connection_whatever_the_driver_
     del conn.read_response  # the class's own again
     assert await pipeline.execute(("PING",)) == [b"PONG"], "the next command reconnects"
     await pipeline.aclose()
+
+
+async def test_closing_with_a_lone_command_in_flight_hands_the_pool_no_pending_reply(
+    client: Redis, key_prefix: str
+) -> None:
+    pipeline = AutoPipeline(client)
+    queue = f"{key_prefix}closing"
+    waiting = asyncio.ensure_future(pipeline.execute(("BLPOP", queue, "5")))
+    await asyncio.sleep(0.05)  # sent; its reply has not come
+    await pipeline.aclose()
+    with pytest.raises(RedisConnectionError):
+        await waiting
+    await client.rpush(queue, "x")  # type: ignore[misc]
+    # Had the connection gone back to the pool still open, its BLPOP would have taken x, and the pool's next user
+    # would have read that reply as its own.
+    assert await client.lrange(queue, 0, -1) == [b"x"]  # type: ignore[misc]
 
 
 async def test_the_lone_connection_closed_by_the_server_while_idle_is_reopened(

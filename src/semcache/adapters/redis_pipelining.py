@@ -64,6 +64,7 @@ class AutoPipeline:
         self._in_flight = 0  # round trips under way: a command issued meanwhile waits for the next turn's batch
         self._lone: AbstractConnection | None = None  # the lone commands' own connection, made on first use
         self._lone_used = -IDLE_CHECK_S  # when it last completed a command (the event loop's clock)
+        self._lone_busy = False  # a command is between sending and its reply on it
         self.pipelines = 0
         """Pipelines (or lone commands) sent so far: fewer than the groups when callers were batched."""
 
@@ -157,6 +158,7 @@ class AutoPipeline:
             # Checked out of the pool once and kept: it counts against max_connections and closes with the pool.
             conn = self._lone = await pool.get_connection()  # type: ignore[no-untyped-call]
             self._lone_used = loop.time()  # the pool has just checked it
+        self._lone_busy = True
         try:
             if loop.time() - self._lone_used > IDLE_CHECK_S:
                 await pool.ensure_connection(conn)  # connects, or reconnects if the server has closed it
@@ -169,6 +171,8 @@ class AutoPipeline:
             # the next command would take for its own. This connection is dropped; sending the next reconnects it.
             await conn.disconnect(nowait=True)
             raise
+        finally:
+            self._lone_busy = False
         self._lone_used = loop.time()
         return reply
 
@@ -187,4 +191,8 @@ class AutoPipeline:
             await asyncio.gather(*self._sending, return_exceptions=True)
         if self._lone is not None:
             conn, self._lone = self._lone, None
+            if self._lone_busy:
+                # A command's reply is still to come on it: given back as it is, the pool would hand that reply to
+                # whoever took the connection next. Closed, its command fails and the pool reconnects it for the next.
+                await conn.disconnect(nowait=True)
             await self._client.connection_pool.release(conn)
