@@ -32,7 +32,7 @@ from semcache.core.calibration import bucket, calibrated_threshold
 from semcache.core.freshness import is_volatile
 from semcache.core.models import CacheControl, CacheMode, Completion, Message, Prompt, Usage
 from semcache.core.service import CacheService, Policy
-from semcache.core.verifier import DEFAULT_PATH, Verifier, vetoed
+from semcache.core.verifier import DEFAULT_PATH, Verifier, veto, vetoed
 
 BASELINE_THRESHOLDS = (0.85, 0.90)
 
@@ -118,10 +118,31 @@ def qqp_populated(e: OnnxEmbedder, verifier: Verifier, split: str = "dev") -> di
     stored = list(first)
     asked = np.flatnonzero(pairs.duplicate)
     questions = [pairs.b[i] for i in asked]
-    tally = {rule: [0, 0] for rule in ("nearest_accepted", "farther_accepted_nearest_rejected", "most_confident_of_3")}
+    rules = (
+        "nearest_accepted",
+        "farther_accepted_nearest_rejected",
+        "most_confident_of_3",
+        "nearest_not_ruled_out",
+        "nearest_not_ruled_out_past_numbers",
+    )
+    tally = {rule: [0, 0] for rule in rules}
     for i, n in zip(
         asked, three_nearest(verifier, stored, va[list(first.values())], questions, vb[asked]), strict=True
     ):
+        # Session 12: past candidates a veto rules out, to the nearest one none does (of these 3), and how that
+        # compares when the numbers rule counts too ("..._past_numbers": the rule the service does not follow).
+        vetoes = [veto(pairs.b[i], text) for text in n.texts]
+        for rule, passable in (
+            ("nearest_not_ruled_out", {"roles", "opposites", "shape"}),
+            ("nearest_not_ruled_out_past_numbers", {"numbers", "roles", "opposites", "shape"}),
+        ):
+            first_open = next((j for j, why in enumerate(vetoes) if why is None), None)
+            if (
+                first_open is not None
+                and all(why in passable for why in vetoes[:first_open])
+                and n.accepted[first_open]
+            ):
+                tally[rule][n.texts[first_open] != pairs.a[i]] += 1
         if not n.accepted.any():
             continue
         rule = "nearest_accepted" if n.accepted[0] else "farther_accepted_nearest_rejected"

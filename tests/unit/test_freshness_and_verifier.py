@@ -442,3 +442,17 @@ async def test_the_asked_texts_profile_is_worked_out_before_its_embedding() -> N
     events.clear()
     await svc.answer(ask("how do i bake bread"), tenant="t")
     assert events == [], "an exact hit does neither"
+
+
+async def test_a_nearest_entry_naming_other_numbers_does_not_make_way() -> None:
+    # On qqp/dev, what lay behind a nearest question ruled out by its numbers was the labelled duplicate 5 times in
+    # 28 (docs/quality.md): the lookup ends there, as it does for a candidate the networks judge unlike.
+    store = CountingStore()
+    svc = CacheService(embedder=BagOfWordsEmbedder(), store=store, llm=ScriptedLLM(),
+                       policy=Policy(min_similarity=0.3, verifier=constant_verifier(10.0)))  # fmt: skip
+    for q in ("the 5 movies everyone should watch at some time", "what are the 10 best movies of all time"):
+        await svc.answer(ask(q), CacheControl(mode=CacheMode.REFRESH), tenant="t")
+    store.searches.clear()
+    got = await svc.answer(ask("what are the 5 best movies of all time"), tenant="t")
+    assert got.cache.status == "miss"
+    assert store.searches == [1]

@@ -31,7 +31,7 @@ from semcache.core.models import (
     Verdict,
 )
 from semcache.core.ports import LLM, Embedder, Vector, VectorStore
-from semcache.core.verifier import Verifier, vetoed
+from semcache.core.verifier import Verifier, veto
 
 log = logging.getLogger("semcache")
 
@@ -413,27 +413,33 @@ class CacheService:
         found = await self._store.search(scope, vector, k, asked=asked.eid)
         hit, ruled_out = self._judge(asked, vector, found)
         if hit is None and ruled_out and len(found) == k:
-            # Every candidate was known not to be this question (a rule of the verifier's, or the tenant's mismatch
-            # mark), which says nothing against the next nearest: "explain X like I'm five" is not "explain X in
-            # detail", but may be "explain X in simple terms", stored just beyond it. One more search, rarely made.
+            # Every candidate was known to be another question by what it asks of the answer or how its words are
+            # arranged (a rule of the verifier's), or by the tenant's mismatch mark. That says nothing against the
+            # next nearest: "explain X like I'm five" is not "explain X in detail", but may be "explain X in simple
+            # terms", stored just beyond it. One more search, rarely made. (Not past a candidate ruled out by its
+            # numbers: on qqp/dev, what lay behind one was the labelled duplicate 5 times in 28; docs/quality.md.)
             deeper = await self._store.search(scope, vector, k + LOOK_FURTHER, asked=asked.eid)
-            hit, _ = self._judge(asked, vector, deeper[k:])
+            behind = deeper[k:]
+            stop = next(
+                (i for i, m in enumerate(behind) if veto(normalized, normalize_text(m.entry.query)) == "numbers"),
+                len(behind),
+            )
+            hit, _ = self._judge(asked, vector, behind[:stop])
         return hit, vector, None
 
     def _judge(self, asked: _Asked, vector: Vector, found: list[Match]) -> tuple[Answer | None, bool]:
         """The hit among found (nearest first), if one fits; and whether every one of them was ruled out as another
-        question (so that farther entries may yet hold this one), as opposed to too far or judged unlike. Of those
-        not ruled out, the policy's number of candidates (the nearest) are judged."""
+        question (so that farther entries may yet hold this one), as opposed to too far, judged unlike or naming
+        other numbers. Of those not ruled out, the policy's number of candidates (the nearest) are judged."""
         floor = self._floor(asked.control)
         near = [m for m in found if m.entry.scope == asked.scope and m.similarity >= floor]
         verifier = self._policy.verifier
         texts = [normalize_text(m.entry.query) for m in near]
+        vetoes = [veto(asked.normalized, text) if verifier is not None else None for text in texts]
         open_ = [
-            (m, text)
-            for m, text in zip(near, texts, strict=True)
-            if not m.mismatched and not (verifier is not None and vetoed(asked.normalized, text))
+            (m, text) for m, text, why in zip(near, texts, vetoes, strict=True) if not m.mismatched and why is None
         ][: self._policy.candidates]
-        ruled_out = bool(found) and not open_ and len(near) == len(found)
+        ruled_out = bool(found) and len(near) == len(found) and not open_ and "numbers" not in vetoes
         if verifier is None:
             if open_:
                 best = open_[0][0]

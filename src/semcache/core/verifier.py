@@ -253,17 +253,35 @@ def _reshaped(q: TextProfile, c: TextProfile) -> bool:
     return bool(q.shapes and c.shapes and q.shapes != c.shapes) or bool(q.forms and c.forms and q.forms != c.forms)
 
 
+def _veto(q: TextProfile, c: TextProfile) -> str | None:
+    if q.numbers != c.numbers:
+        return "numbers"
+    if _swapped(q, c):
+        return "roles"
+    if _opposed(q, c):
+        return "opposites"
+    if _reshaped(q, c):
+        return "shape"
+    return None
+
+
 def _vetoed(q: TextProfile, c: TextProfile) -> bool:
-    return q.numbers != c.numbers or _swapped(q, c) or _opposed(q, c) or _reshaped(q, c)
+    return _veto(q, c) is not None
+
+
+def veto(query: str, candidate: str) -> str | None:
+    """Why the pair is never served, whatever the network says, or None: the two texts name different numbers
+    ("numbers": "top 5" and "top 10" are different questions), give the same words swapped roles ("roles": "convert a
+    list to a string" and "convert a string to a list"), differ only by a pair of opposites in a question that asks
+    for more than yes or no ("opposites": "the positive effects of caffeine", "the negative effects"), or ask for
+    differently shaped answers ("shape": "in simple terms", "in detail"; "a poem", "a haiku"). Embeddings barely see
+    any of these."""
+    return _veto(profile(query), profile(candidate))
 
 
 def vetoed(query: str, candidate: str) -> bool:
-    """True if the pair is never served, whatever the network says: the two texts name different numbers ("top 5"
-    and "top 10" are different questions), give the same words swapped roles ("convert a list to a string" and
-    "convert a string to a list"), or differ only by a pair of opposites in a question that asks for more than yes
-    or no ("the positive effects of caffeine", "the negative effects"), or ask for differently shaped answers ("in
-    simple terms", "in detail"; "a poem", "a haiku"). Embeddings barely see any of these."""
-    return _vetoed(profile(query), profile(candidate))
+    """True if veto() rules the pair out."""
+    return veto(query, candidate) is not None
 
 
 def feature_matrix(
