@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from data import ROOT, embed_cached, gptcache_paraphrases, meancache_conversations, qqp
+from data import ROOT, embed_cached, gptcache_paraphrases, labelled_pairs, meancache_conversations, qqp
 from features import pair_matrix
 from train_verifier import embedder
 
@@ -366,6 +366,32 @@ def freshness_figures() -> dict[str, object]:
     return out
 
 
+def prompt_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
+    """eval/prompt_pairs.json (prompts written to an LLM, labelled by hand; see its "about"): "a is cached, b is
+    asked", as served (networks and rules), by the networks alone, and by cosine >= 0.85; with the pairs each got
+    wrong, so the figures can be read against the texts."""
+    pairs = labelled_pairs(Path(__file__).with_name("prompt_pairs.json"))
+    v = embed_cached(pairs.a + pairs.b, e.embed, e.id, batch=8)
+    va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
+    cosine = np.sum(va * vb, axis=1)
+    networks = verifier.probability(pair_matrix(pairs.b, pairs.a, vb, va))
+    eligible = cosine >= verifier.min_cosine
+    vetoes = [veto(b, a) for a, b in zip(pairs.a, pairs.b, strict=True)]
+    ways = {
+        "served": eligible & (networks >= verifier.threshold) & np.array([w is None for w in vetoes]),
+        "networks_alone": eligible & (networks >= verifier.threshold),
+        "cosine_0.85": cosine >= 0.85,
+    }
+    out: dict[str, object] = {"pairs": len(pairs.a), "duplicates": int(pairs.duplicate.sum())}
+    for name, served in ways.items():
+        out[name] = {
+            **rates(served, pairs.duplicate),
+            "wrong_hits": [f"{pairs.a[i]} | {pairs.b[i]}" for i in np.flatnonzero(served & ~pairs.duplicate)],
+        }
+    out["vetoed"] = {f"{pairs.a[i]} | {pairs.b[i]}": w for i, w in enumerate(vetoes) if w is not None}
+    return out
+
+
 def latency_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
     """The matcher's added cost on the hit path: scoring as many candidates as the service asks for, in one pass."""
     pairs = qqp("dev", limit=600)
@@ -441,6 +467,7 @@ def main() -> None:
         "feedback_calibration": feedback_figures(verifier, dev, test),
         "multiturn": asyncio.run(multiturn_figures(e, verifier)),
         "freshness": freshness_figures(),
+        "prompts": prompt_figures(e, verifier),
         "latency": latency_figures(e, verifier),
     }
     args.out.mkdir(parents=True, exist_ok=True)
