@@ -7,7 +7,7 @@ import functools
 import logging
 import math
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -31,7 +31,7 @@ from semcache.core.models import (
     Verdict,
 )
 from semcache.core.ports import LLM, Embedder, Vector, VectorStore
-from semcache.core.verifier import Verifier, veto
+from semcache.core.verifier import RULES, Verifier, veto
 
 log = logging.getLogger("semcache")
 
@@ -165,6 +165,8 @@ class CacheService:
         )
         self._inflight: dict[str, asyncio.Future[Answer]] = {}
         self._recent = _RecentVectors(recent_embeddings)
+        self._ruled_out: Counter[str] = Counter()  # candidates the verifier's rules ruled out, by rule
+        self._searched_further = 0  # lookups that searched past candidates so ruled out
         # Answers to store when the model is free (text to embed, entry, its TTL), and the task storing them.
         self._deferred = _Deferred()
         self._deferring: asyncio.Task[None] | None = None
@@ -418,6 +420,7 @@ class CacheService:
             # next nearest: "explain X like I'm five" is not "explain X in detail", but may be "explain X in simple
             # terms", stored just beyond it. One more search, rarely made. (Not past a candidate ruled out by its
             # numbers: on qqp/dev, what lay behind one was the labelled duplicate 5 times in 28; docs/quality.md.)
+            self._searched_further += 1
             deeper = await self._store.search(scope, vector, k + LOOK_FURTHER, asked=asked.eid)
             behind = deeper[k:]
             stop = next(
@@ -436,6 +439,7 @@ class CacheService:
         verifier = self._policy.verifier
         texts = [normalize_text(m.entry.query) for m in near]
         vetoes = [veto(asked.normalized, text) if verifier is not None else None for text in texts]
+        self._ruled_out.update(why for why in vetoes if why is not None)
         open_ = [
             (m, text) for m, text, why in zip(near, texts, vetoes, strict=True) if not m.mismatched and why is None
         ][: self._policy.candidates]
@@ -489,6 +493,12 @@ class CacheService:
     def embeddings_reused(self) -> int:
         """Vectors taken from the recent ones instead of the model, so far."""
         return self._recent.reused
+
+    @property
+    def ruled_out(self) -> dict[str, int]:
+        """Candidates the verifier's rules have ruled out so far, by rule (numbers, roles, opposites, shape), and
+        lookups that searched past them ("searched_further")."""
+        return {**{rule: self._ruled_out[rule] for rule in RULES}, "searched_further": self._searched_further}
 
     async def delete(self, entry_id: str, *, tenant: str | None) -> bool:
         """Remove one entry of tenant (any tenant's if None); True if it existed."""

@@ -253,6 +253,10 @@ def _reshaped(q: TextProfile, c: TextProfile) -> bool:
     return bool(q.shapes and c.shapes and q.shapes != c.shapes) or bool(q.forms and c.forms and q.forms != c.forms)
 
 
+RULES = ("numbers", "roles", "opposites", "shape")
+"""The names veto() gives its rules."""
+
+
 def _veto(q: TextProfile, c: TextProfile) -> str | None:
     if q.numbers != c.numbers:
         return "numbers"
