@@ -67,37 +67,47 @@ SIMPLE_TERMS, IN_DETAIL = "Explain quantum computing in simple terms", "Explain 
 
 
 @pytest.mark.parametrize(
-    ("stored", "paraphrase", "not_the_same"),
+    ("stored", "paraphrase", "not_the_same", "rule"),
     [
         (
             "How do I convert a list to a string in Python?",
             "Python: turn a list into a string",
             "How do I convert a string to a list in Python?",
+            "roles",
         ),
-        (SIMPLE_TERMS, "Explain quantum computing like I'm five", IN_DETAIL),
+        (SIMPLE_TERMS, "Explain quantum computing like I'm five", IN_DETAIL, "shape"),
     ],
 )
 def test_the_same_words_asking_for_another_answer_miss_where_a_paraphrase_hits(
-    http: httpx.Client, stored: str, paraphrase: str, not_the_same: str
+    http: httpx.Client, unique: str, stored: str, paraphrase: str, not_the_same: str, rule: str
 ) -> None:
     # Through the real model and verifier: the networks alone served both `not_the_same` at confidence 0.99.
-    query(http, stored, cache={"mode": "refresh"})
-    hit = query(http, paraphrase)
+    own = {"instructions": f"Answer plainly. ({unique})"}  # a scope of its own: no other test's entries in it
+    query(http, stored, **own)
+    hit = query(http, paraphrase, **own)
     assert (hit.headers["x-semcache-tier"], hit.json()["cache"]["matched_query"]) == ("semantic", stored)
-    missed = query(http, not_the_same)
+    before = http.get("/v1/cache/stats").json()["ruled_out"]
+    missed = query(http, not_the_same, **own)
     assert missed.headers["x-semcache"] == "miss"
     assert missed.json()["cache"]["similarity"] is None
+    after = http.get("/v1/cache/stats").json()["ruled_out"]
+    # counted under its rule; the lookup then searched past it and found nothing else in the scope
+    assert after == {**before, rule: before[rule] + 1, "searched_further": before["searched_further"] + 1}
     for response in (hit, missed):  # the stored entry and the one the miss made: none left to serve other tests
         assert http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}").status_code == 200
 
 
-def test_a_nearest_entry_ruled_out_as_another_question_makes_way_for_the_next(http: httpx.Client) -> None:
+def test_a_nearest_entry_ruled_out_as_another_question_makes_way_for_the_next(http: httpx.Client, unique: str) -> None:
     # On the real index: "in detail" is the nearest entry to "like I'm five", and is ruled out (another shape);
     # the lookup searches past it and serves "in simple terms".
-    stored = [query(http, q, cache={"mode": "refresh"}) for q in (SIMPLE_TERMS, IN_DETAIL)]
+    own = {"instructions": f"Answer plainly. ({unique})"}  # a scope of its own: no other test's entries in it
+    stored = [query(http, q, **own) for q in (SIMPLE_TERMS, IN_DETAIL)]
     try:
-        hit = query(http, "Explain quantum computing like I'm five")
+        before = http.get("/v1/cache/stats").json()["ruled_out"]
+        hit = query(http, "Explain quantum computing like I'm five", **own)
         assert (hit.headers["x-semcache-tier"], hit.json()["cache"]["matched_query"]) == ("semantic", SIMPLE_TERMS)
+        after = http.get("/v1/cache/stats").json()["ruled_out"]
+        assert after == {**before, "shape": before["shape"] + 1, "searched_further": before["searched_further"] + 1}
     finally:
         for response in stored:
             http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}")
