@@ -8,6 +8,9 @@ that embeddings blur: words present on one side only, numbers, negation, capital
 It returns a probability that the two questions are duplicates; the service serves a candidate only if that
 probability reaches the operating threshold chosen on held-out data. Inference is a few small matrix products in
 numpy: well under a millisecond.
+
+Rules overrule the networks where the embeddings cannot see the difference (veto()): different numbers, the same
+words in swapped roles, opposites, differently shaped answers. docs/quality.md has them with their measurements.
 """
 
 from __future__ import annotations
