@@ -32,7 +32,7 @@ from semcache.core.calibration import bucket, calibrated_threshold
 from semcache.core.freshness import is_volatile
 from semcache.core.models import CacheControl, CacheMode, Completion, Message, Prompt, Usage
 from semcache.core.service import CacheService, Policy
-from semcache.core.verifier import DEFAULT_PATH, Verifier, veto, vetoed
+from semcache.core.verifier import DEFAULT_PATH, RULES, Verifier, veto, vetoed
 
 BASELINE_THRESHOLDS = (0.85, 0.90)
 
@@ -55,8 +55,8 @@ def curve(score: np.ndarray, eligible: np.ndarray, truth: np.ndarray, grid: np.n
 def _scores(verifier: Verifier, queries: list[str], candidates: list[str], q: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Verifier.score for many pairs at once (the network in one batch, the vetoes per pair)."""
     p = verifier.probability(pair_matrix(queries, candidates, q, c))
-    veto = np.array([vetoed(a, b) for a, b in zip(queries, candidates, strict=True)])
-    return np.where(veto, 0.0, p)
+    ruled_out = np.array([vetoed(a, b) for a, b in zip(queries, candidates, strict=True)])
+    return np.where(ruled_out, 0.0, p)
 
 
 Scored = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -132,11 +132,11 @@ def qqp_populated(e: OnnxEmbedder, verifier: Verifier, split: str = "dev") -> di
         # Session 12: past candidates a veto rules out, to the nearest one none does (of these 3), and how that
         # compares when the numbers rule counts too ("..._past_numbers": the rule the service does not follow).
         vetoes = [veto(pairs.b[i], text) for text in n.texts]
+        first_open = next((j for j, why in enumerate(vetoes) if why is None), None)
         for rule, passable in (
             ("nearest_not_ruled_out", {"roles", "opposites", "shape"}),
             ("nearest_not_ruled_out_past_numbers", {"numbers", "roles", "opposites", "shape"}),
         ):
-            first_open = next((j for j, why in enumerate(vetoes) if why is None), None)
             if (
                 first_open is not None
                 and all(why in passable for why in vetoes[:first_open])
@@ -374,12 +374,11 @@ def prompt_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
     v = embed_cached(pairs.a + pairs.b, e.embed, e.id, batch=8)
     va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
     cosine = np.sum(va * vb, axis=1)
-    networks = verifier.probability(pair_matrix(pairs.b, pairs.a, vb, va))
     eligible = cosine >= verifier.min_cosine
-    vetoes = [veto(b, a) for a, b in zip(pairs.a, pairs.b, strict=True)]
     ways = {
-        "served": eligible & (networks >= verifier.threshold) & np.array([w is None for w in vetoes]),
-        "networks_alone": eligible & (networks >= verifier.threshold),
+        "served": eligible & (_scores(verifier, pairs.b, pairs.a, vb, va) >= verifier.threshold),
+        "networks_alone": eligible
+        & (verifier.probability(pair_matrix(pairs.b, pairs.a, vb, va)) >= verifier.threshold),
         "cosine_0.85": cosine >= 0.85,
     }
     out: dict[str, object] = {"pairs": len(pairs.a), "duplicates": int(pairs.duplicate.sum())}
@@ -388,7 +387,26 @@ def prompt_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
             **rates(served, pairs.duplicate),
             "wrong_hits": [f"{pairs.a[i]} | {pairs.b[i]}" for i in np.flatnonzero(served & ~pairs.duplicate)],
         }
-    out["vetoed"] = {f"{pairs.a[i]} | {pairs.b[i]}": w for i, w in enumerate(vetoes) if w is not None}
+    vetoes = (veto(b, a) for a, b in zip(pairs.a, pairs.b, strict=True))
+    out["vetoed"] = {f"{a} | {b}": w for a, b, w in zip(pairs.a, pairs.b, vetoes, strict=True) if w is not None}
+    return out
+
+
+def rule_figures() -> dict[str, object]:
+    """How often each of the verifier's rules fires on the labelled pairs, and on how many labelled duplicates (a
+    pair counts under the first rule that fires, in veto()'s order: numbers first)."""
+    out: dict[str, object] = {}
+    for pairs in (qqp("train"), qqp("dev"), gptcache_paraphrases()):
+        fired = {rule: [0, 0] for rule in RULES}
+        for a, b, duplicate in zip(pairs.a, pairs.b, pairs.duplicate, strict=True):
+            rule = veto(b, a)  # a is cached, b is asked
+            if rule is not None:
+                fired[rule][0] += 1
+                fired[rule][1] += int(duplicate)
+        out[pairs.name] = {
+            "pairs": len(pairs.a),
+            **{rule: {"fires": n, "labelled_duplicates": d} for rule, (n, d) in fired.items()},
+        }
     return out
 
 
@@ -468,6 +486,7 @@ def main() -> None:
         "multiturn": asyncio.run(multiturn_figures(e, verifier)),
         "freshness": freshness_figures(),
         "prompts": prompt_figures(e, verifier),
+        "rules": rule_figures(),
         "latency": latency_figures(e, verifier),
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from semcache.adapters.memory_store import MemoryStore
 from semcache.core.freshness import FreshnessPolicy, is_volatile, quotes_dates_or_prices
 from semcache.core.models import CacheControl, CacheMode, Message, Prompt
 from semcache.core.service import CacheService, Policy
-from semcache.core.verifier import LEXICAL_FEATURES, Verifier, lexical_features, vetoed
+from semcache.core.verifier import LEXICAL_FEATURES, Verifier, lexical_features, veto, vetoed
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -269,6 +269,12 @@ def test_scoring_candidates_together_equals_scoring_each() -> None:
     ]
     assert np.allclose(together, one_by_one, atol=1e-6)
     assert verifier.score_many("top 5 films of 2020", ["top 10 films of 2020"], u, [u]) == [0.0], "numbers differ"
+    # networks(): the same networks without the rules, for a caller that applied veto() itself
+    plain = verifier.networks(query, candidates, u, vs)
+    assert [x for c, x in zip(candidates, plain, strict=True) if not vetoed(query, c)] == pytest.approx(
+        [x for c, x in zip(candidates, together, strict=True) if not vetoed(query, c)], abs=1e-6
+    )
+    assert verifier.networks("top 5 films of 2020", ["top 10 films of 2020"], u, [u])[0] > 0.0
     assert verifier.score_many(query, [], u, []) == []
 
 
@@ -316,50 +322,39 @@ def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candid
 
 
 @pytest.mark.parametrize(
-    ("query", "candidate", "expected"),
+    ("query", "candidate", "rule"),
     [
-        # served at confidence 0.93 in `make run` before the rule
-        ("What are the positive effects of caffeine?", "What are the negative effects of caffeine?", True),
-        ("What are the best movies of 2014?", "What are the worst movies of 2014?", True),
-        ("What are the advantages of remote work?", "What are the disadvantages of remote work?", True),
-        ("Why is Science Diet good for dogs?", "Why is Science Diet bad for dogs?", True),
+        # Opposites in a question that asks for more than yes or no: served at confidence 0.93 in `make run` before
+        # the rule
+        ("What are the positive effects of caffeine?", "What are the negative effects of caffeine?", "opposites"),
+        ("What are the best movies of 2014?", "What are the worst movies of 2014?", "opposites"),
+        ("What are the advantages of remote work?", "What are the disadvantages of remote work?", "opposites"),
+        ("Why is Science Diet good for dogs?", "Why is Science Diet bad for dogs?", "opposites"),
         # a yes/no question turned round asks the same thing
-        ("Is milk good for you?", "Is milk bad for you?", False),
-        ("Is it legal to carry a knife in the UK?", "Is it illegal to carry a knife in the UK?", False),
-        ("How hard is it to learn Python?", "How easy is it to learn Python?", False),  # how much of it: the same
+        ("Is milk good for you?", "Is milk bad for you?", None),
+        ("Is it legal to carry a knife in the UK?", "Is it illegal to carry a knife in the UK?", None),
+        ("How hard is it to learn Python?", "How easy is it to learn Python?", None),  # how much of it: the same
         # more than the opposites differs: left to the networks
-        ("What is the least painful way to quit?", "What is the most painless way to quit?", False),
-        ("What are the best movies of 2014?", "Which films of 2014 were the worst?", False),
-    ],
-)
-def test_opposites_in_a_question_that_asks_for_more_than_yes_or_no_are_never_served(
-    query: str, candidate: str, expected: bool
-) -> None:
-    assert vetoed(query, candidate) is expected
-    assert vetoed(candidate, query) is expected
-
-
-@pytest.mark.parametrize(
-    ("query", "candidate", "expected"),
-    [
-        # served at confidence 0.99 in `make run` before the rule
-        ("Explain quantum computing in simple terms", "Explain quantum computing in detail", True),
-        ("Explain TCP briefly", "Explain TCP step by step", True),
-        ("Write a poem about cats", "Write a haiku about cats", True),
-        ("Write a formal email to HR", "Write a formal letter to HR", True),
+        ("What is the least painful way to quit?", "What is the most painless way to quit?", None),
+        ("What are the best movies of 2014?", "Which films of 2014 were the worst?", None),
+        # Prompts asking for differently shaped answers: served at confidence 0.99 in `make run` before the rule
+        ("Explain quantum computing in simple terms", "Explain quantum computing in detail", "shape"),
+        ("Explain TCP briefly", "Explain TCP step by step", "shape"),
+        ("Write a poem about cats", "Write a haiku about cats", "shape"),
+        ("Write a formal email to HR", "Write a formal letter to HR", "shape"),
         # the same shape asked for in other words
-        ("Explain quantum computing in simple terms", "Explain quantum computing like I'm five", False),
-        ("Explain black holes in layman's terms", "Explain black holes in simple words", False),
+        ("Explain quantum computing in simple terms", "Explain quantum computing like I'm five", None),
+        ("Explain black holes in layman's terms", "Explain black holes in simple words", None),
         # only one of them asks: left to the networks
-        ("How does the stock market work?", "How does the stock market work, in layman's terms?", False),
-        ("How can an email account get hacked?", "How do email accounts get hacked, in layman's terms?", False),
+        ("How does the stock market work?", "How does the stock market work, in layman's terms?", None),
+        ("How can an email account get hacked?", "How do email accounts get hacked, in layman's terms?", None),
     ],
 )
-def test_prompts_that_ask_for_differently_shaped_answers_are_never_served(
-    query: str, candidate: str, expected: bool
+def test_opposites_and_differently_shaped_answers_are_never_served(
+    query: str, candidate: str, rule: str | None
 ) -> None:
-    assert vetoed(query, candidate) is expected
-    assert vetoed(candidate, query) is expected
+    assert veto(query, candidate) == rule
+    assert veto(candidate, query) == rule
 
 
 class CountingStore(MemoryStore):

@@ -422,23 +422,25 @@ class CacheService:
             # numbers: on qqp/dev, what lay behind one was the labelled duplicate 5 times in 28; docs/quality.md.)
             self._searched_further += 1
             deeper = await self._store.search(scope, vector, k + LOOK_FURTHER, asked=asked.eid)
-            behind = deeper[k:]
-            stop = next(
-                (i for i, m in enumerate(behind) if veto(normalized, normalize_text(m.entry.query)) == "numbers"),
-                len(behind),
-            )
-            hit, _ = self._judge(asked, vector, behind[:stop])
+            hit, _ = self._judge(asked, vector, deeper[k:], until_numbers=True)
         return hit, vector, None
 
-    def _judge(self, asked: _Asked, vector: Vector, found: list[Match]) -> tuple[Answer | None, bool]:
+    def _judge(
+        self, asked: _Asked, vector: Vector, found: list[Match], *, until_numbers: bool = False
+    ) -> tuple[Answer | None, bool]:
         """The hit among found (nearest first), if one fits; and whether every one of them was ruled out as another
         question (so that farther entries may yet hold this one), as opposed to too far, judged unlike or naming
-        other numbers. Of those not ruled out, the policy's number of candidates (the nearest) are judged."""
+        other numbers. Of those not ruled out, the policy's number of candidates (the nearest) are judged.
+        until_numbers: only the candidates nearer than the first one ruled out by its numbers (searching past
+        ruled-out candidates never goes past one of those)."""
         floor = self._floor(asked.control)
         near = [m for m in found if m.entry.scope == asked.scope and m.similarity >= floor]
         verifier = self._policy.verifier
         texts = [normalize_text(m.entry.query) for m in near]
         vetoes = [veto(asked.normalized, text) if verifier is not None else None for text in texts]
+        if until_numbers and "numbers" in vetoes:
+            cut = vetoes.index("numbers")
+            near, texts, vetoes = near[:cut], texts[:cut], vetoes[:cut]
         self._ruled_out.update(why for why in vetoes if why is not None)
         open_ = [
             (m, text) for m, text, why in zip(near, texts, vetoes, strict=True) if not m.mismatched and why is None
@@ -451,7 +453,7 @@ class CacheService:
             return None, ruled_out
         threshold = self._threshold(asked)
         scorable = [(m, text) for m, text in open_ if m.vector is not None]
-        confidences = verifier.score_many(
+        confidences = verifier.networks(  # the rules have been applied above
             asked.normalized, [text for _, text in scorable], vector, [m.vector for m, _ in scorable]
         )
         # The verifier is a gate, not a ranking (its probabilities saturate near 1 for close pairs): of the

@@ -272,10 +272,6 @@ def _veto(q: TextProfile, c: TextProfile) -> str | None:
     return None
 
 
-def _vetoed(q: TextProfile, c: TextProfile) -> bool:
-    return _veto(q, c) is not None
-
-
 def veto(query: str, candidate: str) -> str | None:
     """Why the pair is never served, whatever the network says, or None: the two texts name different numbers
     ("numbers": "top 5" and "top 10" are different questions), give the same words swapped roles ("roles": "convert a
@@ -376,13 +372,28 @@ class Verifier:
         vs: list[npt.NDArray[np.float32]],
     ) -> list[float]:
         """score() for several candidates of one query, in one pass through the network."""
-        if not candidates:
+        q, profiles = profile(query), [profile(c) for c in candidates]  # once for all the candidates
+        scores = self._networks(q, profiles, u, vs)
+        return [0.0 if _veto(q, c) else x for c, x in zip(profiles, scores, strict=True)]
+
+    def networks(
+        self,
+        query: str,
+        candidates: list[str],
+        u: npt.NDArray[np.float32],
+        vs: list[npt.NDArray[np.float32]],
+    ) -> list[float]:
+        """The networks' P(duplicate) for several candidates of one query, in one pass, without the rules: for a
+        caller that has applied veto() already (the service, which needs to know which rule ruled a candidate out)."""
+        return self._networks(profile(query), [profile(c) for c in candidates], u, vs)
+
+    def _networks(
+        self, q: TextProfile, profiles: list[TextProfile], u: npt.NDArray[np.float32], vs: list[npt.NDArray[np.float32]]
+    ) -> list[float]:
+        if not profiles:
             return []
-        q = profile(query)  # once for all the candidates
-        profiles = [profile(c) for c in candidates]
         lexical = np.stack([_lexical(q, c) for c in profiles])
-        p = self.probability(feature_matrix(u, np.stack(vs), lexical))
-        return [0.0 if _vetoed(q, c) else float(x) for c, x in zip(profiles, p, strict=True)]
+        return [float(x) for x in self.probability(feature_matrix(u, np.stack(vs), lexical))]
 
     def save(self, path: Path) -> None:
         """Write the weights and settings as one small .npz."""
