@@ -256,20 +256,17 @@ def _reshaped(q: TextProfile, c: TextProfile) -> bool:
     return bool(q.shapes and c.shapes and q.shapes != c.shapes) or bool(q.forms and c.forms and q.forms != c.forms)
 
 
-RULES = ("numbers", "roles", "opposites", "shape")
-"""The names veto() gives its rules."""
+def _numbers_differ(q: TextProfile, c: TextProfile) -> bool:
+    return q.numbers != c.numbers
+
+
+_RULES = (("numbers", _numbers_differ), ("roles", _swapped), ("opposites", _opposed), ("shape", _reshaped))
+RULES = tuple(name for name, _ in _RULES)
+"""The names veto() gives its rules, in the order it tries them."""
 
 
 def _veto(q: TextProfile, c: TextProfile) -> str | None:
-    if q.numbers != c.numbers:
-        return "numbers"
-    if _swapped(q, c):
-        return "roles"
-    if _opposed(q, c):
-        return "opposites"
-    if _reshaped(q, c):
-        return "shape"
-    return None
+    return next((name for name, rules_out in _RULES if rules_out(q, c)), None)
 
 
 def veto(query: str, candidate: str) -> str | None:
