@@ -72,7 +72,7 @@ class _Metered:
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         return self._timed(self._embedder.embed, texts)
 
-    def prepare(self, text: str) -> Sized:
+    def prepare(self, text: str) -> Sized | None:
         return self._embedder.prepare(text)
 
     def embed_prepared(self, prepared: Sequence[Sized]) -> npt.NDArray[np.float32]:

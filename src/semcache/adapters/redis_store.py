@@ -361,8 +361,9 @@ class RedisStore:
         vector = np.frombuffer(blob, dtype=np.float32) if blob and len(blob) == 4 * self._dim else None
         return _entry(key, fields, now), vector
 
-    async def put(self, entry: Entry, vector: Vector, ttl_seconds: int) -> None:
-        """Store entry atomically, replacing any entry with its id; it expires after ttl_seconds."""
+    async def put(self, entry: Entry, vector: Vector | None, ttl_seconds: int) -> None:
+        """Store entry atomically, replacing any entry with its id; it expires after ttl_seconds. Without a vector
+        the hash has no vec field: the index holds no vector for it, so no KNN query returns it."""
         self._check_refused()
         if not self._index_ready:
             await self.ensure_index()
@@ -378,8 +379,9 @@ class RedisStore:
             "tenant": entry.tenant,
             # Redis expires the key; the deadline is also stored so a read needs no TTL command per key.
             "expires_at": round(time.time() + ttl_seconds, 3),
-            "vec": np.asarray(vector, dtype=np.float32).tobytes(),
         }
+        if vector is not None:
+            mapping["vec"] = np.asarray(vector, dtype=np.float32).tobytes()
         async with self._translated("MULTI/EXEC"):
             fields = (x for pair in mapping.items() for x in pair)
             await self._writes.execute(("DEL", key), ("HSET", key, *fields), ("EXPIRE", key, ttl_seconds))

@@ -1,7 +1,7 @@
 """Micro-batching of embeddings: simultaneous requests share one model run, and a lone request waits for nothing.
 
 While a batch is being embedded, newly arriving texts queue; when a runner frees up, it takes the oldest queued
-text and the queued texts of about its length (up to max_batch) in one call. A text is tokenised once, when it is
+text and the queued texts of about its length (up to max_batch) in one call. A text is tokenised once, before it is
 queued (Embedder.prepare): its length in word pieces, which is what a run pays for, forms the batches, and the
 runner pads the tokens without tokenising again. An idle service embeds a single text
 at once, so batching adds no latency; a busy one amortises the per-call overhead of streaming the weights, which
@@ -71,19 +71,16 @@ class EmbedBatcher:
             return 0.0
         return (len(self._queue) + self._in_runs) * self._text_cost_s / self._concurrency
 
-    async def embed(self, text: str) -> Vector:
-        """The unit vector of text."""
+    async def embed(self, prepared: Sized) -> Vector:
+        """The unit vector of a text, given as the embedder prepared it (Embedder.prepare: tokenised once, by the
+        caller, whose length forms the batches)."""
         if self._inline:
             try:
-                return np.asarray(self._embedder.embed([text])[0], dtype=np.float32)
+                return np.asarray(self._embedder.embed_prepared([prepared])[0], dtype=np.float32)
             except EmbedderError:
                 raise
             except Exception as exc:  # the caller degrades to no cache
-                raise _embedder_error(exc) from exc
-        try:
-            prepared = self._embedder.prepare(text)  # tokenised once, here: its length forms the batches
-        except Exception as exc:  # the caller degrades to no cache
-            raise _embedder_error(exc) from exc
+                raise embedder_error(exc) from exc
         future: asyncio.Future[Vector] = asyncio.get_running_loop().create_future()
         self._queue.append((prepared, future))
         if self._running < self._concurrency:
@@ -130,7 +127,7 @@ class EmbedBatcher:
         try:
             vectors = await asyncio.to_thread(self._embedder.embed_prepared, [batch[i][0] for i in order])
         except Exception as exc:  # noqa: BLE001 - handed to every waiting caller, who degrade to no cache
-            error = _embedder_error(exc)
+            error = embedder_error(exc)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
@@ -146,6 +143,6 @@ class EmbedBatcher:
                 future.set_result(np.asarray(vectors[row], dtype=np.float32))
 
 
-def _embedder_error(exc: Exception) -> EmbedderError:
+def embedder_error(exc: Exception) -> EmbedderError:
     """exc as the EmbedderError callers expect (itself if it is one)."""
     return exc if isinstance(exc, EmbedderError) else EmbedderError(f"embedding failed: {exc!r}")

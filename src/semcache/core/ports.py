@@ -30,9 +30,12 @@ class Embedder(Protocol):
         """Embed texts into a (len(texts), dim) array of unit vectors. CPU-bound: call it off the event loop."""
         ...
 
-    def prepare(self, text: str) -> Sized:
+    def prepare(self, text: str) -> Sized | None:
         """The model's input for text (its tokens), whose len() is its length to the model: micro-batches group
-        texts of similar length, since a run pays for its longest. Cheap; done once per text."""
+        texts of similar length, since a run pays for its longest. Cheap; done once per text.
+
+        None if the model cannot read all of text (it is longer than the model's input): a vector of the part it
+        reads would stand for every text that begins the same way, whatever follows."""
         ...
 
     def embed_prepared(self, prepared: Sequence[Sized]) -> npt.NDArray[np.float32]:
@@ -61,8 +64,9 @@ class VectorStore(Protocol):
         long as the entry lives; False if the entry is gone."""
         ...
 
-    async def put(self, entry: Entry, vector: Vector, ttl_seconds: int) -> None:
-        """Store entry atomically (replacing any entry with its id); it expires after ttl_seconds."""
+    async def put(self, entry: Entry, vector: Vector | None, ttl_seconds: int) -> None:
+        """Store entry atomically (replacing any entry with its id); it expires after ttl_seconds. Without a vector
+        (its text too long to embed) it is never a candidate of search(): only get() finds it."""
         ...
 
     async def delete(self, entry_id: str) -> bool:

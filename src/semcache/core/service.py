@@ -8,10 +8,10 @@ import logging
 import math
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass, field, replace
 
-from semcache.core.batching import EmbedBatcher
+from semcache.core.batching import EmbedBatcher, embedder_error
 from semcache.core.calibration import TenantThresholds, bucket
 from semcache.core.errors import EmbedderError, StoreError, StoreFull, UpstreamError
 from semcache.core.fingerprint import entry_id as entry_id_of
@@ -40,6 +40,10 @@ EMBEDDER_BUSY = "embedder busy: semantic lookup skipped"
 STORED_LATER = "embedder busy: semantic lookup skipped, answer stored once the model is free"
 BUSY_REASONS = frozenset({EMBEDDER_BUSY, STORED_LATER})
 """The reasons of a miss whose semantic lookup was skipped for a busy embedder."""
+TOO_LONG = "too long for a semantic match: served only to an exact repeat"
+"""The reason on a miss whose text is longer than the embedder reads: a vector of the part it reads would stand for
+every text that begins the same way (the same document with another question after it), so such a text is never
+looked up by meaning, and its entry is stored without a vector: only the same text asked again is served it."""
 CACHE_FULL = "cache full: answer not stored"
 """The reason on a miss whose answer the store refused for want of memory."""
 DEFERRED_MAX = 4096
@@ -167,6 +171,7 @@ class CacheService:
         self._recent = _RecentVectors(recent_embeddings)
         self._ruled_out: Counter[str] = Counter()  # candidates the verifier's rules ruled out, by rule
         self._searched_further = 0  # lookups that searched past candidates so ruled out
+        self._too_long = 0  # lookups of texts too long to embed (TOO_LONG), served only by the exact tier
         # Answers to store when the model is free (text to embed, entry, its TTL), and the task storing them.
         self._deferred = _Deferred()
         self._deferring: asyncio.Task[None] | None = None
@@ -301,8 +306,8 @@ class CacheService:
             self._defer(asked.normalized, entry, ttl)
             return replace(answer, cache=CacheInfo(status="miss", reason=STORED_LATER, freshness=freshness))
         try:
-            if vector is None:
-                vector = await self._embed(asked.normalized, asked.tenant)
+            if vector is None and note != TOO_LONG:
+                vector = await self._embed(asked.normalized, asked.tenant)  # None if too long (a refresh)
             await self._store.put(entry, vector, ttl)
         except StoreFull as exc:
             # Out of memory for writes, not down: lookups go on (the breaker stays closed); nothing is stored
@@ -408,9 +413,13 @@ class CacheService:
         if vector is None:
             if self._embedder_busy():
                 return None, None, EMBEDDER_BUSY
+            prepared = self._prepare(normalized)
+            if prepared is None:
+                self._too_long += 1
+                return None, None, TOO_LONG
             if self._policy.verifier is not None:
                 self._policy.verifier.prepare(normalized)  # now, while the CPU's caches are warm
-            vector = await self._embed_anew(normalized, asked.tenant)
+            vector = await self._embed_prepared(prepared, normalized, asked.tenant)
         k = self._policy.candidates
         found = await self._store.search(scope, vector, k, asked=asked.eid)
         hit, ruled_out = self._judge(asked, vector, found)
@@ -481,13 +490,26 @@ class CacheService:
             return False
         return info.confidence is None or info.confidence >= self._threshold(asked)
 
-    async def _embed(self, text: str, tenant: str) -> Vector:
-        """text's vector: a recent one of tenant's if kept, else from the model (and then kept)."""
+    async def _embed(self, text: str, tenant: str) -> Vector | None:
+        """text's vector: a recent one of tenant's if kept, else from the model (and then kept); None if text is
+        longer than the model reads (TOO_LONG)."""
         vector = self._recent.get(tenant, text)
-        return vector if vector is not None else await self._embed_anew(text, tenant)
+        if vector is not None:
+            return vector
+        prepared = self._prepare(text)
+        return None if prepared is None else await self._embed_prepared(prepared, text, tenant)
 
-    async def _embed_anew(self, text: str, tenant: str) -> Vector:
-        vector = await self._batcher.embed(text)
+    def _prepare(self, text: str) -> Sized | None:
+        """The embedder's input for text (None if too long), its failures as EmbedderError."""
+        try:
+            return self._embedder.prepare(text)
+        except EmbedderError:
+            raise
+        except Exception as exc:  # the caller degrades to no cache
+            raise embedder_error(exc) from exc
+
+    async def _embed_prepared(self, prepared: Sized, text: str, tenant: str) -> Vector:
+        vector = await self._batcher.embed(prepared)
         self._recent.put(tenant, text, vector)
         return vector
 
@@ -495,6 +517,11 @@ class CacheService:
     def embeddings_reused(self) -> int:
         """Vectors taken from the recent ones instead of the model, so far."""
         return self._recent.reused
+
+    @property
+    def too_long(self) -> int:
+        """Lookups of texts too long to embed (looked up in the exact tier only), so far."""
+        return self._too_long
 
     @property
     def ruled_out(self) -> dict[str, int]:
@@ -553,14 +580,17 @@ class CacheService:
             raise ValueError("a mismatch needs the question asked, and one other than the stored question")
         if verifier is not None and asked is not None and asked != stored:
             u = await self._embed(asked, entry.tenant)
-            if v is None:  # a row without its vector (never served semantically, since search needs it)
+            if v is None:  # a row without its vector (unreadable, or its text too long to embed: TOO_LONG)
                 v = await self._embed(stored, entry.tenant)
-            confidence = verifier.score(asked, stored, u, v)
-            example = {"a": entry.query, "b": query, "duplicate": not wrong, "confidence": round(confidence, 4),
-                       "matcher": verifier.version, "at": round(self._clock(), 3)}  # fmt: skip
-            key = self._calibration_key(entry.tenant)
-            await self._store.record_verdict(key, bucket(confidence), wrong=wrong, example=example, tenant=entry.tenant)
-            threshold = await self._thresholds.refresh(entry.tenant)
+            if u is not None and v is not None:  # else a text too long to embed: no pair the matcher ever judges
+                confidence = verifier.score(asked, stored, u, v)
+                example = {"a": entry.query, "b": query, "duplicate": not wrong, "confidence": round(confidence, 4),
+                           "matcher": verifier.version, "at": round(self._clock(), 3)}  # fmt: skip
+                key = self._calibration_key(entry.tenant)
+                await self._store.record_verdict(
+                    key, bucket(confidence), wrong=wrong, example=example, tenant=entry.tenant
+                )
+                threshold = await self._thresholds.refresh(entry.tenant)
         if mismatch:
             assert asked is not None
             mismatched = await self._store.mark_mismatch(entry_id, entry_id_of(entry.scope, asked))
