@@ -123,6 +123,23 @@ async def test_entries_expire(backend: tuple[VectorStore, Advance]) -> None:
     assert await store.search("s1", unit(1), k=1) == []
 
 
+async def test_an_entry_without_a_vector_is_found_by_id_and_never_by_search(
+    backend: tuple[VectorStore, Advance],
+) -> None:
+    """An entry whose text is too long to embed: served to an exact repeat, never a semantic candidate, even where
+    it replaces an entry that had a vector; deleted by a flush like any other."""
+    store, _ = backend
+    await store.put(entry("long"), unit(1), 100)
+    await store.put(entry("long", response="whole"), None, 100)
+    await store.put(entry("near"), unit(1, 0.5), 100)
+    got = await store.get("long")
+    assert got is not None and got.response == "whole"
+    assert await store.get_with_vector("long") == (got, None)
+    assert [m.entry.id for m in await store.search("s1", unit(1), k=5)] == ["near"]
+    assert await store.flush(scope="s1") == 2
+    assert await store.get("long") is None
+
+
 async def test_ping_reports_entries(backend: tuple[VectorStore, Advance]) -> None:
     store, _ = backend
     await store.put(entry("a"), unit(1), 100)

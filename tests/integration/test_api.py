@@ -113,6 +113,33 @@ def test_a_nearest_entry_ruled_out_as_another_question_makes_way_for_the_next(ht
             http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}")
 
 
+def test_a_document_with_another_question_after_it_is_not_served_the_first_ones_answer(
+    http: httpx.Client, fake_openai: FakeOpenAI, unique: str
+) -> None:
+    # MiniLM reads 256 word pieces: the two prompts below embed alike (cosine 1.0), and the verifier served the
+    # second the first one's answer at confidence 0.99. A text the model cannot read whole is served only to an
+    # exact repeat, and a shorter text is never served its answer.
+    context = f"Answer from the context only. Context ({unique}): " + (
+        "Acme Corp was founded in Ohio and makes industrial pumps and valves for water plants in the region. " * 14
+    )
+    where, what = context + "Question: Where was Acme founded?", context + "Question: What does Acme make?"
+    before = http.get("/v1/cache/stats").json()["lookups_too_long"]
+    first = query(http, where)
+    assert first.headers["x-semcache"] == "miss"
+    assert first.json()["cache"]["reason"] == "too long for a semantic match: served only to an exact repeat"
+    other = query(http, what)
+    assert (other.headers["x-semcache"], other.json()["response"]) == ("miss", f"[offline answer] {what}")
+    calls = fake_openai.calls()
+    again = query(http, where)
+    assert (again.headers["x-semcache-tier"], again.json()["response"]) == ("exact", f"[offline answer] {where}")
+    start = query(http, " ".join(context.split()[:40]))  # the document's beginning, which the model reads whole
+    assert (start.headers["x-semcache"], start.json()["cache"]["reason"]) == ("miss", None)
+    assert fake_openai.calls() == calls + 1
+    assert http.get("/v1/cache/stats").json()["lookups_too_long"] == before + 2
+    for response in (first, other, start):
+        assert http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}").status_code == 200
+
+
 def test_a_paraphrase_asked_again_skips_the_model_not_the_lookup(http: httpx.Client) -> None:
     original = "How do I reset my Gmail password?"
     query(http, original, cache={"mode": "refresh"})
