@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from semcache.core.models import Answer, Usage
-from semcache.core.service import BUSY_REASONS, CACHE_FULL
+from semcache.core.service import BUSY_REASONS, CACHE_FULL, TOO_LONG
 
 _SAMPLES = 2048
 
@@ -63,6 +63,7 @@ class Metrics:
             "exact": 0,
             "semantic": 0,
             "lookup_skipped_busy": 0,
+            "lookup_skipped_too_long": 0,
             "not_stored_full": 0,
             "errors": 0,
             "feedback_wrong": 0,
@@ -78,6 +79,7 @@ class Metrics:
         c = answer.cache
         skipped = c.reason in BUSY_REASONS
         full = c.reason == CACHE_FULL  # the store refused the answer for want of memory (docs/operations.md)
+        long = c.reason == TOO_LONG  # a text longer than the embedder reads: the exact tier only
         saved = answer.saved_usage or Usage()
         dollars = self._prices.dollars(saved)
         with self._lock:
@@ -86,6 +88,7 @@ class Metrics:
             if c.tier is not None:
                 self._counts[c.tier] += 1
             self._counts["lookup_skipped_busy"] += skipped
+            self._counts["lookup_skipped_too_long"] += long
             self._counts["not_stored_full"] += full
             self._tokens_saved += saved.total_tokens
             self._dollars_saved += dollars
@@ -101,6 +104,7 @@ class Metrics:
                 "ExactHit": (int(c.tier == "exact"), "Count"),
                 "SemanticHit": (int(c.tier == "semantic"), "Count"),
                 "LookupSkippedBusy": (int(skipped), "Count"),
+                "LookupSkippedTooLong": (int(long), "Count"),
                 "NotStoredFull": (int(full), "Count"),
                 "TokensSaved": (saved.total_tokens, "Count"),
                 "DollarsSaved": (round(dollars, 8), "None"),

@@ -133,7 +133,8 @@ async def test_an_entry_without_a_vector_is_found_by_id_and_never_by_search(
     await store.put(entry("long", response="whole"), None, 100)
     await store.put(entry("near"), unit(1, 0.5), 100)
     got = await store.get("long")
-    assert got is not None and got.response == "whole"
+    assert got is not None
+    assert got.response == "whole"
     assert await store.get_with_vector("long") == (got, None)
     assert [m.entry.id for m in await store.search("s1", unit(1), k=5)] == ["near"]
     assert await store.flush(scope="s1") == 2

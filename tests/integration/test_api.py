@@ -123,7 +123,7 @@ def test_a_document_with_another_question_after_it_is_not_served_the_first_ones_
         "Acme Corp was founded in Ohio and makes industrial pumps and valves for water plants in the region. " * 14
     )
     where, what = context + "Question: Where was Acme founded?", context + "Question: What does Acme make?"
-    before = http.get("/v1/cache/stats").json()["lookups_too_long"]
+    before = http.get("/v1/cache/stats").json()["lookup_skipped_too_long"]
     first = query(http, where)
     assert first.headers["x-semcache"] == "miss"
     assert first.json()["cache"]["reason"] == "too long for a semantic match: served only to an exact repeat"
@@ -135,7 +135,7 @@ def test_a_document_with_another_question_after_it_is_not_served_the_first_ones_
     start = query(http, " ".join(context.split()[:40]))  # the document's beginning, which the model reads whole
     assert (start.headers["x-semcache"], start.json()["cache"]["reason"]) == ("miss", None)
     assert fake_openai.calls() == calls + 1
-    assert http.get("/v1/cache/stats").json()["lookups_too_long"] == before + 2
+    assert http.get("/v1/cache/stats").json()["lookup_skipped_too_long"] == before + 2
     for response in (first, other, start):
         assert http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}").status_code == 200
 

@@ -19,7 +19,7 @@ from semcache.core import service as service_module
 from semcache.core.batching import EmbedBatcher
 from semcache.core.errors import EmbedderError, UpstreamError
 from semcache.core.models import Answer, CacheControl, CacheInfo, Completion, Entry, Message, Prompt, Usage
-from semcache.core.service import CACHE_FULL, EMBEDDER_BUSY, STORED_LATER, CacheService, Policy
+from semcache.core.service import CACHE_FULL, EMBEDDER_BUSY, STORED_LATER, TOO_LONG, CacheService, Policy
 from semcache.metrics import Metrics
 from semcache.settings import Settings
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
@@ -322,6 +322,16 @@ def test_metrics_count_the_lookups_skipped_for_a_busy_embedder() -> None:
         metrics.record(answer, route="/api/query")
     assert metrics.snapshot()["lookup_skipped_busy"] == 2
     assert [json.loads(line)["LookupSkippedBusy"] for line in lines] == [1, 1, 0]
+
+
+def test_metrics_count_the_lookups_of_texts_too_long_to_embed() -> None:
+    lines: list[str] = []
+    metrics = Metrics(emf_namespace="test", write=lines.append)
+    for reason in (TOO_LONG, EMBEDDER_BUSY, None):
+        answer = Answer(text="a", model="m", usage=Usage(1, 1), cache=CacheInfo(status="miss", reason=reason))
+        metrics.record(answer, route="/api/query")
+    assert (metrics.snapshot()["lookup_skipped_too_long"], metrics.snapshot()["lookup_skipped_busy"]) == (1, 1)
+    assert [json.loads(line)["LookupSkippedTooLong"] for line in lines] == [1, 0, 0]
 
 
 def test_metrics_count_the_answers_a_full_store_refused() -> None:

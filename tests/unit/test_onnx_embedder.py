@@ -38,14 +38,16 @@ def test_a_text_longer_than_the_model_reads_is_not_prepared(model_dir: Path) -> 
     embedder = make(model_dir)
     limit = onnx_embedder.DEFAULT_MAX_TOKENS
     fits = embedder.prepare("word " * (limit - 2))
-    assert fits is not None and len(fits) == limit
+    assert fits is not None
+    assert len(fits) == limit
     assert embedder.prepare("word " * (limit - 1)) is None  # one word piece too many (told by its words alone)
     assert embedder.prepare("a," * limit) is None  # one word of 2 * 256 word pieces (told by its tokens)
     assert embedder.prepare("a," * ((limit - 2) // 2)) is not None
     long = "Context: " + "Acme makes pumps and valves for water plants. " * 40
     where, what = long + "Question: where is Acme?", long + "Question: what does Acme make?"
     assert np.allclose(*embedder.embed([where, what])), "what the model cannot read, it cannot tell apart"
-    assert embedder.prepare(where) is None and embedder.prepare(what) is None
+    assert embedder.prepare(where) is None
+    assert embedder.prepare(what) is None
 
 
 def key(model_dir: Path, threads: int = 1) -> tuple[str, str, int]:

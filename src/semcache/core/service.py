@@ -171,7 +171,6 @@ class CacheService:
         self._recent = _RecentVectors(recent_embeddings)
         self._ruled_out: Counter[str] = Counter()  # candidates the verifier's rules ruled out, by rule
         self._searched_further = 0  # lookups that searched past candidates so ruled out
-        self._too_long = 0  # lookups of texts too long to embed (TOO_LONG), served only by the exact tier
         # Answers to store when the model is free (text to embed, entry, its TTL), and the task storing them.
         self._deferred = _Deferred()
         self._deferring: asyncio.Task[None] | None = None
@@ -415,7 +414,6 @@ class CacheService:
                 return None, None, EMBEDDER_BUSY
             prepared = self._prepare(normalized)
             if prepared is None:
-                self._too_long += 1
                 return None, None, TOO_LONG
             if self._policy.verifier is not None:
                 self._policy.verifier.prepare(normalized)  # now, while the CPU's caches are warm
@@ -517,11 +515,6 @@ class CacheService:
     def embeddings_reused(self) -> int:
         """Vectors taken from the recent ones instead of the model, so far."""
         return self._recent.reused
-
-    @property
-    def too_long(self) -> int:
-        """Lookups of texts too long to embed (looked up in the exact tier only), so far."""
-        return self._too_long
 
     @property
     def ruled_out(self) -> dict[str, int]:

@@ -305,13 +305,11 @@ def create_app(
     async def cache_stats(who: AdminDep) -> dict[str, object]:
         """Hits, misses, bypasses, hit rate, lookup and LLM latency percentiles, tokens and dollars saved; answers
         waiting for a free model to be stored (after a burst); lookups that reused a recent vector of their text;
-        lookups of texts too long to embed (exact tier only); candidates the verifier's rules ruled out, by rule
-        (this process's counts)."""
+        candidates the verifier's rules ruled out, by rule (this process's counts)."""
         return {
             **stats.snapshot(),
             "deferred_stores": service.deferred,
             "embeddings_reused": service.embeddings_reused,
-            "lookups_too_long": service.too_long,
             "ruled_out": service.ruled_out,
         }
 
