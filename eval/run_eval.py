@@ -59,6 +59,11 @@ def _scores(verifier: Verifier, queries: list[str], candidates: list[str], q: np
     return np.where(ruled_out, 0.0, p)
 
 
+def readable(e: OnnxEmbedder, a: list[str], b: list[str]) -> np.ndarray:
+    """Pairs whose texts the model reads whole: the service serves a longer text only to an exact repeat."""
+    return np.array([e.prepare(x) is not None and e.prepare(y) is not None for x, y in zip(a, b, strict=True)])
+
+
 Scored = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -68,7 +73,8 @@ def qqp_scored(e: OnnxEmbedder, verifier: Verifier, split: str) -> Scored:
     v = embed_cached(pairs.a + pairs.b, e.embed, e.id, batch=8)
     va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
     cosine = np.sum(va * vb, axis=1)
-    return cosine, _scores(verifier, pairs.b, pairs.a, vb, va), cosine >= verifier.min_cosine, pairs.duplicate
+    eligible = (cosine >= verifier.min_cosine) & readable(e, pairs.a, pairs.b)
+    return cosine, _scores(verifier, pairs.b, pairs.a, vb, va), eligible, pairs.duplicate
 
 
 def qqp_figures(verifier: Verifier, scored: Scored) -> dict[str, object]:
@@ -164,9 +170,10 @@ def gptcache_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
     va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
     cosine = np.sum(va * vb, axis=1)
     p = _scores(verifier, pairs.b, pairs.a, vb, va)
+    served = (cosine >= verifier.min_cosine) & readable(e, pairs.a, pairs.b) & (p >= verifier.threshold)
     return {
         "pairs": len(pairs.a),
-        "verifier_recall": round(float(np.mean((cosine >= verifier.min_cosine) & (p >= verifier.threshold))), 4),
+        "verifier_recall": round(float(np.mean(served)), 4),
         "cosine_recall": {f"{t:.2f}": round(float(np.mean(cosine >= t)), 4) for t in BASELINE_THRESHOLDS},
         "populated": asyncio.run(gptcache_populated(e, verifier, va, vb)),
     }
@@ -374,7 +381,7 @@ def prompt_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
     v = embed_cached(pairs.a + pairs.b, e.embed, e.id, batch=8)
     va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
     cosine = np.sum(va * vb, axis=1)
-    eligible = cosine >= verifier.min_cosine
+    eligible = (cosine >= verifier.min_cosine) & readable(e, pairs.a, pairs.b)
     ways = {
         "served": eligible & (_scores(verifier, pairs.b, pairs.a, vb, va) >= verifier.threshold),
         "networks_alone": eligible
