@@ -330,6 +330,13 @@ def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candid
         ("What are the best movies of 2014?", "What are the worst movies of 2014?", "opposites"),
         ("What are the advantages of remote work?", "What are the disadvantages of remote work?", "opposites"),
         ("Why is Science Diet good for dogs?", "Why is Science Diet bad for dogs?", "opposites"),
+        # opposite actions, in prompts the networks served at 0.79-0.98 (session 13, docs/quality.md)
+        ("How do I sort a list in ascending order?", "How do I sort a list in descending order?", "opposites"),
+        ("Write a formal email declining a meeting", "Write an informal email declining a meeting", "opposites"),
+        ("How do I zoom in on a Mac?", "How do I zoom out on a Mac?", "opposites"),
+        # ...with the stop words that go with them changed too ("to" / "from")
+        ("How do I upload a file to S3 with boto3?", "How do I download a file from S3 with boto3?", "opposites"),
+        ("How do I serialize an object to JSON in C#?", "How do I deserialize an object from JSON in C#?", "opposites"),
         # a yes/no question turned round asks the same thing
         ("Is milk good for you?", "Is milk bad for you?", None),
         ("Is it legal to carry a knife in the UK?", "Is it illegal to carry a knife in the UK?", None),

@@ -62,7 +62,12 @@ _OPPOSITES = frozenset(
     benefits/drawbacks upsides/downsides positive/negative increase/decrease easiest/hardest easy/hard easy/difficult
     strengths/weaknesses love/hate high/low highest/lowest least/most legal/illegal possible/impossible happy/sad
     right/wrong success/failure healthy/unhealthy cheap/expensive biggest/smallest largest/smallest fastest/slowest
-    strongest/weakest rich/poor""".split()
+    strongest/weakest rich/poor ascending/descending formal/informal encode/decode encoding/decoding
+    encrypt/decrypt encryption/decryption compress/decompress compression/decompression serialize/deserialize
+    serialization/deserialization upload/download uploading/downloading enable/disable enabling/disabling
+    enabled/disabled install/uninstall installing/uninstalling lock/unlock mute/unmute import/export
+    importing/exporting push/pull buy/sell buying/selling gain/lose maximum/minimum max/min uppercase/lowercase
+    add/remove adding/removing start/stop open/close show/hide in/out""".split()
 )
 _YES_NO = frozenset({"is", "are", "can", "do", "does", "should"})
 # What a prompt asks of the answer's shape, beyond its subject: "explain quantum computing in simple terms" and
@@ -237,7 +242,7 @@ def _opposed(q: TextProfile, c: TextProfile) -> bool:
     if q.question_word in _YES_NO and c.question_word in _YES_NO:
         return False
     differ = q.words ^ c.words
-    if not 2 <= len(differ) <= 3:  # the pair, and perhaps a stop word ("effects of" / "effects for")
+    if not 2 <= len(differ) <= 4:  # the pair, and perhaps stop words ("effects of" / "effects for")
         return False
     return any(
         pair <= differ
