@@ -91,8 +91,44 @@ _SHAPE_WORDS = frozenset(
 _FORMS = frozenset(
     "poem haiku limerick sonnet essay story song tweet email letter speech joke table json yaml csv".split()
 )
+# Data a prompt hands the model to work on: text in quotes or backticks, or what follows the colon of an
+# instruction ("Summarize the following: ...", "What does this regex match: ^[a-z]+$"). Two prompts doing one thing
+# to different data want different answers however alike they read (and the uncased embedder does not even tell
+# "[a-z]" from "[A-Z]"), so the data are compared exactly, when both prompts carry some.
+_QUOTED = re.compile(
+    r"```(.+?)```|`([^`\n]+)`|\"([^\"\n]+)\"|\u201c([^\u201d\n]+)\u201d"  # code, "...", curly double quotes
+    r"|(?<![\w'\u2019])['\u2018]([^'\u2019\n]+?)['\u2019](?![\w'\u2019])",  # '...' (not an apostrophe: "don't")
+    re.S,
+)
+_DATA_CUES = frozenset(
+    """this these following below text summarize summarise summary translate translation rewrite paraphrase rephrase
+    correct proofread fix classify categorize categorise extract analyze analyse refactor format simplify shorten
+    sentiment debug""".split()
+)
+_DATA_MARKS = frozenset("`\"'\u2018\u2019\u201c:")  # only a text with one of these can hand over data
+_PLAIN = re.compile(r"[\w\s.,!?'\u2019-]*")
+_CUE_WORDS = 12  # the most words before a colon that can name what is done with the data after it
+_COLON = re.compile(r":\s+(?=\S)")
 
 LEXICAL_FEATURES = 14
+
+
+def _data(text: str) -> frozenset[str]:
+    """The data the text hands over (see _QUOTED): quoted spans, and what follows "<an instruction naming it>: "."""
+    found = [next(g for g in m.groups() if g is not None) for m in _QUOTED.finditer(text)]
+    colon = _COLON.search(text)
+    if colon is not None:
+        cue = _WORD.findall(text[: colon.start()].lower())
+        if len(cue) <= _CUE_WORDS and not _DATA_CUES.isdisjoint(cue):
+            found.append(text[colon.end() :])
+    return frozenset(d for d in map(_as_data, found) if d)
+
+
+def _as_data(span: str) -> str:
+    """Plain words compare without their case and closing stop ("Think and Grow Rich" is "think and grow rich");
+    anything with other signs (code, a pattern) compares exactly: "^[a-z]+$" is not "^[A-Z]+$"."""
+    span = span.strip()
+    return span.lower().rstrip(".!?, ") if _PLAIN.fullmatch(span) else span
 
 
 def _negated(tokens: list[str]) -> bool:
@@ -171,6 +207,8 @@ class TextProfile:
     """What the text asks of the answer's length or level: detail, brief, simple (see _SHAPES)."""
     forms: frozenset[str]
     """Written forms it names: poem, essay, email, table..."""
+    data: frozenset[str]
+    """The data it hands over to be worked on, exactly as written (see _data)."""
 
 
 def _profile(text: str) -> TextProfile:
@@ -194,6 +232,7 @@ def _profile(text: str) -> TextProfile:
         forms=frozenset(
             w if w in _FORMS else w[:-1] for w in words if w in _FORMS or (w[-1] == "s" and w[:-1] in _FORMS)
         ),
+        data=_data(text) if _DATA_MARKS.intersection(text) else frozenset(),
     )
 
 
@@ -265,7 +304,20 @@ def _numbers_differ(q: TextProfile, c: TextProfile) -> bool:
     return q.numbers != c.numbers
 
 
-_RULES = (("numbers", _numbers_differ), ("roles", _swapped), ("opposites", _opposed), ("shape", _reshaped))
+def _other_data(q: TextProfile, c: TextProfile) -> bool:
+    """True if both texts hand over data to work on (quoted, or after an instruction's colon) and not the same:
+    "Summarize: <one text>" and "Summarize: <another>". Only one of them quoting is left to the networks
+    ("Translate 'thank you' into German", "How do you say thank you in German?")."""
+    return bool(q.data and c.data and q.data != c.data)
+
+
+_RULES = (
+    ("numbers", _numbers_differ),
+    ("roles", _swapped),
+    ("opposites", _opposed),
+    ("shape", _reshaped),
+    ("data", _other_data),
+)
 RULES = tuple(name for name, _ in _RULES)
 """The names veto() gives its rules, in the order it tries them."""
 
