@@ -355,9 +355,26 @@ def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candid
         # only one of them asks: left to the networks
         ("How does the stock market work?", "How does the stock market work, in layman's terms?", None),
         ("How can an email account get hacked?", "How do email accounts get hacked, in layman's terms?", None),
+        # The same done to other data: served at 0.80 and 0.95 before the rule (session 13)
+        (
+            "Summarize: The meeting covered the budget, the hiring plan and the new office.",
+            "Summarize: The meeting covered the budget, the layoffs and the office closure.",
+            "data",
+        ),
+        ("What does this regex match: ^[a-z]+$", "What does this regex match: ^[A-Z]+$", "data"),  # cased data
+        ("Translate 'thank you' into German", "Translate 'good night' into German", "data"),
+        ("What does `git rebase -i` do?", "What does `git rebase --onto` do?", "data"),
+        # the same data, asked for in other words, quoted otherwise, or cased otherwise (plain words)
+        ("Summarize: The budget was approved.", "Give me a summary of this text: The budget was approved", None),
+        ("Translate 'thank you' into German", 'Translate "thank you" to German', None),
+        ("What does 'Carpe Diem' mean?", "What is the meaning of \u2018carpe diem\u2019?", None),
+        # data on one side only, an apostrophe, a colon after no instruction: left to the networks
+        ("Translate 'thank you' into German", "How do you say thank you in German?", None),
+        ("What's the best way to learn Python?", "What is the best way to learn Python? I don't know", None),
+        ("Python: how do I sort a list?", "Python: sorting a list", None),
     ],
 )
-def test_opposites_and_differently_shaped_answers_are_never_served(
+def test_opposites_other_shapes_and_other_data_are_never_served(
     query: str, candidate: str, rule: str | None
 ) -> None:
     assert veto(query, candidate) == rule

@@ -116,7 +116,7 @@ LEXICAL_FEATURES = 14
 def _data(text: str) -> frozenset[str]:
     """The data the text hands over (see _QUOTED): quoted spans, and what follows "<an instruction naming it>: "."""
     found = [next(g for g in m.groups() if g is not None) for m in _QUOTED.finditer(text)]
-    colon = _COLON.search(text)
+    colon = None if found else _COLON.search(text)  # (quoted spans after the colon are the data themselves)
     if colon is not None:
         cue = _WORD.findall(text[: colon.start()].lower())
         if len(cue) <= _CUE_WORDS and not _DATA_CUES.isdisjoint(cue):
@@ -305,10 +305,10 @@ def _numbers_differ(q: TextProfile, c: TextProfile) -> bool:
 
 
 def _other_data(q: TextProfile, c: TextProfile) -> bool:
-    """True if both texts hand over data to work on (quoted, or after an instruction's colon) and not the same:
-    "Summarize: <one text>" and "Summarize: <another>". Only one of them quoting is left to the networks
-    ("Translate 'thank you' into German", "How do you say thank you in German?")."""
-    return bool(q.data and c.data and q.data != c.data)
+    """True if each text hands over data (quoted, or after an instruction's colon) that the other does not:
+    "Summarize: <one text>" and "Summarize: <another>". One of them quoting less (or nothing: "Translate 'thank you'
+    into German", "How do you say thank you in German?") is left to the networks."""
+    return bool(q.data - c.data) and bool(c.data - q.data)
 
 
 _RULES = (
