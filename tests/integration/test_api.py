@@ -76,6 +76,12 @@ SIMPLE_TERMS, IN_DETAIL = "Explain quantum computing in simple terms", "Explain 
             "roles",
         ),
         (SIMPLE_TERMS, "Explain quantum computing like I'm five", IN_DETAIL, "shape"),
+        (  # served at 0.80 before the data rule
+            "Summarize: The meeting covered the budget, the hiring plan and the new office.",
+            "Summarize the following: The meeting covered the budget, the hiring plan and the new office.",
+            "Summarize: The meeting covered the budget, the layoffs and the office closure.",
+            "data",
+        ),
     ],
 )
 def test_the_same_words_asking_for_another_answer_miss_where_a_paraphrase_hits(

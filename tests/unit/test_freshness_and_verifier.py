@@ -374,9 +374,7 @@ def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candid
         ("Python: how do I sort a list?", "Python: sorting a list", None),
     ],
 )
-def test_opposites_other_shapes_and_other_data_are_never_served(
-    query: str, candidate: str, rule: str | None
-) -> None:
+def test_opposites_other_shapes_and_other_data_are_never_served(query: str, candidate: str, rule: str | None) -> None:
     assert veto(query, candidate) == rule
     assert veto(candidate, query) == rule
 
