@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +105,13 @@ def test_the_handler_embeds_on_the_invoking_thread(entry: LambdaEntry, monkeypat
     """An instance serves one event at a time: no hand-off to a runner thread (about 1 ms per semantic hit)."""
     embedder = entry.components.service.embedder
     threads: list[int] = []
-    real = embedder.embed
+    real = embedder.embed_prepared
 
-    def recording(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    def recording(prepared: Sequence[Sized]) -> npt.NDArray[np.float32]:
         threads.append(threading.get_ident())
-        return real(texts)
+        return real(prepared)
 
-    monkeypatch.setattr(embedder, "embed", recording)
+    monkeypatch.setattr(embedder, "embed_prepared", recording)
     response = entry(event("http_api_v2_query.json", {"query": f"How far is the Moon {uuid.uuid4().hex[:6]}?"}), None)
     assert json.loads(response["body"])["cache"]["status"] == "miss"
     assert threads
