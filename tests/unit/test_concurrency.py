@@ -314,34 +314,32 @@ def test_the_wait_budget_cannot_be_negative() -> None:
         Policy(embed_wait_budget_s=-1)
 
 
-def test_metrics_count_the_lookups_skipped_for_a_busy_embedder() -> None:
+def record_misses(*reasons: str | None) -> tuple[dict[str, object], list[dict[str, object]]]:
+    """Metrics of one miss per reason: the counts, and each answer's EMF document."""
     lines: list[str] = []
     metrics = Metrics(emf_namespace="test", write=lines.append)
-    for reason in (EMBEDDER_BUSY, STORED_LATER, None):
+    for reason in reasons:
         answer = Answer(text="a", model="m", usage=Usage(1, 1), cache=CacheInfo(status="miss", reason=reason))
         metrics.record(answer, route="/api/query")
-    assert metrics.snapshot()["lookup_skipped_busy"] == 2
-    assert [json.loads(line)["LookupSkippedBusy"] for line in lines] == [1, 1, 0]
+    return metrics.snapshot(), [json.loads(line) for line in lines]
+
+
+def test_metrics_count_the_lookups_skipped_for_a_busy_embedder() -> None:
+    counts, emf = record_misses(EMBEDDER_BUSY, STORED_LATER, None)
+    assert counts["lookup_skipped_busy"] == 2
+    assert [doc["LookupSkippedBusy"] for doc in emf] == [1, 1, 0]
 
 
 def test_metrics_count_the_lookups_of_texts_too_long_to_embed() -> None:
-    lines: list[str] = []
-    metrics = Metrics(emf_namespace="test", write=lines.append)
-    for reason in (TOO_LONG, EMBEDDER_BUSY, None):
-        answer = Answer(text="a", model="m", usage=Usage(1, 1), cache=CacheInfo(status="miss", reason=reason))
-        metrics.record(answer, route="/api/query")
-    assert (metrics.snapshot()["lookup_skipped_too_long"], metrics.snapshot()["lookup_skipped_busy"]) == (1, 1)
-    assert [json.loads(line)["LookupSkippedTooLong"] for line in lines] == [1, 0, 0]
+    counts, emf = record_misses(TOO_LONG, EMBEDDER_BUSY, None)
+    assert (counts["lookup_skipped_too_long"], counts["lookup_skipped_busy"]) == (1, 1)
+    assert [doc["LookupSkippedTooLong"] for doc in emf] == [1, 0, 0]
 
 
 def test_metrics_count_the_answers_a_full_store_refused() -> None:
-    lines: list[str] = []
-    metrics = Metrics(emf_namespace="test", write=lines.append)
-    for reason in (CACHE_FULL, None):
-        answer = Answer(text="a", model="m", usage=Usage(1, 1), cache=CacheInfo(status="miss", reason=reason))
-        metrics.record(answer, route="/api/query")
-    assert metrics.snapshot()["not_stored_full"] == 1
-    assert [json.loads(line)["NotStoredFull"] for line in lines] == [1, 0]
+    counts, emf = record_misses(CACHE_FULL, None)
+    assert counts["not_stored_full"] == 1
+    assert [doc["NotStoredFull"] for doc in emf] == [1, 0]
 
 
 def test_the_wait_budget_is_set_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
