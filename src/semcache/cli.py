@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
 from semcache.core.errors import ConfigError
 
@@ -23,6 +24,15 @@ def main(argv: list[str] | None = None) -> int:
         "create-index",
         help="create the Redis vector index if it is missing (idempotent; run once per new environment)",
     )
+    explain = sub.add_parser(
+        "explain",
+        help="say whether the cache would serve STORED's answer for ASKED, and why (JSON; no Redis or LLM needed)",
+    )
+    explain.add_argument("stored", nargs="?", help="the question whose answer is stored")
+    explain.add_argument("asked", nargs="?", help="the question asked later")
+    explain.add_argument(
+        "--pairs", metavar="FILE", help='JSON lines of {"stored": ..., "asked": ...} instead ("-": stdin)'
+    )
     hash_key = sub.add_parser("hash-key", help="print the sha256 digest to configure for an API key (read from stdin)")
     hash_key.add_argument("key", nargs="?", help="the key (default: read one line from stdin, safer than argv)")
     args = parser.parse_args(argv)
@@ -35,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(key_digest(key))
         return 0
+
+    if args.command == "explain":
+        return _explain(args.stored, args.asked, args.pairs)
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "serve":
@@ -71,6 +84,51 @@ async def _create_index() -> int:
     finally:
         await store.close()
     print(f"index {store.index_name}: {'created' if created else 'already there'}")
+    return 0
+
+
+def _explain(stored: str | None, asked: str | None, pairs_file: str | None) -> int:
+    import json
+
+    if (pairs_file is None) == (stored is None or asked is None) or (pairs_file and (stored or asked)):
+        print("semcache explain: give STORED and ASKED, or --pairs FILE", file=sys.stderr)
+        return 2
+    pairs: list[tuple[str, str]] = []
+    if pairs_file is None:
+        pairs.append((str(stored), str(asked)))
+    else:
+        try:
+            text = sys.stdin.read() if pairs_file == "-" else Path(pairs_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            print(f"semcache explain: {exc}", file=sys.stderr)
+            return 2
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                pairs.append((str(row["stored"]), str(row["asked"])))
+            except (ValueError, KeyError, TypeError):
+                print(f'semcache explain: line {number}: not an object with "stored" and "asked"', file=sys.stderr)
+                return 2
+    return asyncio.run(_explain_pairs(pairs))
+
+
+async def _explain_pairs(pairs: list[tuple[str, str]]) -> int:
+    import json
+
+    from semcache.bootstrap import build_embedder, build_policy, limit_blas_threads, load_settings
+    from semcache.explain import explain
+
+    try:
+        settings = load_settings()
+        limit_blas_threads()
+        embedder, policy = build_embedder(settings), build_policy(settings)
+    except ConfigError as exc:
+        print(f"semcache: {exc}", file=sys.stderr)
+        return 2
+    for pair in pairs:
+        print(json.dumps(await explain(*pair, embedder=embedder, policy=policy)), flush=True)
     return 0
 
 

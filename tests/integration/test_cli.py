@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,3 +36,50 @@ def test_create_index_reports_an_unreachable_server(model_dir: Path) -> None:
     result = create_index("redis://127.0.0.1:1/0", model_dir, "x:")
     assert result.returncode == 1
     assert "redis FT.CREATE failed" in result.stderr
+
+
+def explain(model_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SEMCACHE_MODEL_DIR": str(model_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "semcache.cli", "explain", *args],
+        env=env, input=stdin, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_explain_gives_the_services_verdict_and_the_figures_behind_it(model_dir: Path) -> None:
+    to_string = "How do I convert a list to a string in Python?"
+    pairs = [
+        {"stored": to_string, "asked": "How can I turn a Python list into a string?"},
+        {"stored": to_string, "asked": "How do I convert a string to a list in Python?"},
+        {"stored": "What is the capital of Australia?", "asked": "What is the capital of  Australia?"},
+        {"stored": "What is the capital of Australia?", "asked": "What is the capital of Austria?"},
+        {"stored": "What is the weather in Paris today?", "asked": "What's the weather in Paris today?"},
+    ]  # fmt: skip
+    result = explain(model_dir, "--pairs", "-", stdin="\n".join(json.dumps(p) for p in pairs))
+    assert result.returncode == 0, result.stderr
+    paraphrase, swapped, repeat, other, volatile = map(json.loads, result.stdout.splitlines())
+    assert (paraphrase["served"], paraphrase["tier"], paraphrase["rule"]) == (True, "semantic", None)
+    assert paraphrase["confidence"] >= paraphrase["threshold"]
+    assert paraphrase["cosine"] >= paraphrase["min_cosine"]
+    # the networks alone would serve it; the roles rule does not
+    assert (swapped["served"], swapped["rule"]) == (False, "roles")
+    assert swapped["confidence"] >= swapped["threshold"]
+    assert (repeat["served"], repeat["tier"]) == (True, "exact")  # the same once whitespace is folded
+    assert (other["served"], other["rule"]) == (False, None)
+    assert other["confidence"] < other["threshold"]
+    # a time-sensitive question's answer is kept (with a short TTL) for an exact repeat only
+    assert (volatile["served"], volatile["kept"]) == (False, True)
+    assert volatile["freshness"] == {"stored": "volatile", "asked": "volatile"}
+    assert volatile["confidence"] >= volatile["threshold"]
+
+
+def test_explain_refuses_unclear_input(model_dir: Path, tmp_path: Path) -> None:
+    only_one = explain(model_dir, "What is Go?")
+    assert only_one.returncode == 2
+    assert "give STORED and ASKED" in only_one.stderr
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_text('{"stored": "a", "asked": "b"}\n{"stored": "a"}\n')
+    result = explain(model_dir, "--pairs", str(bad))
+    assert result.returncode == 2
+    assert "line 2" in result.stderr
+    assert result.stdout == ""  # nothing is judged until the whole file is read

@@ -324,6 +324,33 @@ def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candid
 @pytest.mark.parametrize(
     ("query", "candidate", "rule"),
     [
+        ("SQL query to find the second highest salary", "SQL query to find the third highest salary", "numbers"),
+        ("SQL query to find the 2nd highest salary", "SQL query to find the third highest salary", "numbers"),
+        ("Give me three reasons to learn Rust", "Give me five reasons to learn Rust", "numbers"),
+        ("Give me three reasons to learn Rust", "Give me some reasons to learn Rust, 5 of them", "numbers"),
+        ("What are the symptoms of type 1 diabetes?", "What are the symptoms of type 2 diabetes?", "numbers"),
+        # the same number, in words or digits
+        ("Give me three reasons to learn Rust", "Give me 3 reasons to learn Rust", None),
+        ("Write a SQL query for the second highest salary", "SQL query: the 2nd highest salary", None),
+        # a number word on one side only is left to the networks (digits are not: "top 5" / "top" is numbers)
+        ("Explain quantum computing like I'm five", "Explain quantum computing in simple terms", None),
+        ("What are the five best movies of all time?", "What are the best movies of all time?", None),
+        ("What are the 5 best movies of all time?", "What are the best movies of all time?", "numbers"),
+        # not counts: "one", "first", and "second" as a unit of time or in "second-hand"
+        ("What is one of the best books on Go?", "What is a good book on Go?", None),
+        ("What should I do on a first date?", "What should I do on a date?", None),
+        ("Wait a second, what is a monad?", "Hold on, what is a monad?", None),
+        ("Is a second-hand car worth it?", "Is a used car worth it?", None),
+    ],
+)
+def test_numbers_written_as_words_count_as_numbers(query: str, candidate: str, rule: str | None) -> None:
+    assert veto(query, candidate) == rule
+    assert veto(candidate, query) == rule
+
+
+@pytest.mark.parametrize(
+    ("query", "candidate", "rule"),
+    [
         # Opposites in a question that asks for more than yes or no: served at confidence 0.93 in `make run` before
         # the rule
         ("What are the positive effects of caffeine?", "What are the negative effects of caffeine?", "opposites"),
@@ -337,9 +364,14 @@ def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candid
         # ...with the stop words that go with them changed too ("to" / "from")
         ("How do I upload a file to S3 with boto3?", "How do I download a file from S3 with boto3?", "opposites"),
         ("How do I serialize an object to JSON in C#?", "How do I deserialize an object from JSON in C#?", "opposites"),
-        # a yes/no question turned round asks the same thing
-        ("Is milk good for you?", "Is milk bad for you?", None),
-        ("Is it legal to carry a knife in the UK?", "Is it illegal to carry a knife in the UK?", None),
+        # siblings rather than opposites, which the networks served at 0.80-0.88 (session 14, `semcache explain`)
+        ("What is the time complexity of quicksort?", "What is the space complexity of quicksort?", "opposites"),
+        ("How do I sort a dictionary by value in Python?", "How do I sort a dictionary by key in Python?", "opposites"),
+        ("How long to boil an egg for a soft yolk?", "How long to boil an egg for a hard yolk?", "opposites"),
+        ("What foods should I eat during pregnancy?", "What foods should I avoid during pregnancy?", "opposites"),
+        # a yes/no question turned round: its answer opens with the verdict, which would read the wrong way round
+        ("Is coffee good for your heart?", "Is coffee bad for your heart?", "opposites"),
+        ("Is it legal to carry a knife in the UK?", "Is it illegal to carry a knife in the UK?", "opposites"),
         ("How hard is it to learn Python?", "How easy is it to learn Python?", None),  # how much of it: the same
         # more than the opposites differs: left to the networks
         ("What is the least painful way to quit?", "What is the most painless way to quit?", None),

@@ -28,6 +28,19 @@ import numpy.typing as npt
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _CAPITALISED = re.compile(r"\b[A-Z][a-zA-Z0-9]+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# Numbers written as words count as the digits would ("three reasons" is "3 reasons", "the second highest" is "the
+# 2nd highest"). Not "one" and "first", mostly not counts ("one of the best", "my first car"); "second" only as an
+# ordinal (not "a second", "per second", "second-hand").
+_NUMBER_WORDS = {
+    word: str(n)
+    for n, words in enumerate(
+        """- - two|second three|third four|fourth five|fifth six|sixth seven|seventh eight|eighth nine|ninth ten|tenth
+        eleven|eleventh twelve|twelfth""".split()
+    )
+    for word in words.split("|")
+    if word != "-"
+}
+_NOT_ORDINAL_BEFORE = frozenset({"a", "per", "one", "each", "every", "split", "1"})
 _NEGATIONS = frozenset({"not", "no", "never", "without", "nothing", "none", "cannot", "nor", "neither"})
 _STOP = frozenset(
     """a an the and or but if of to in on at by for with from as into about over after before between through
@@ -54,8 +67,10 @@ _SYMMETRIC_BEFORE = frozenset(
     equivalent same close closer connect connects connected connecting link linked""".split()
 )
 _SIDE_WORDS = 2
-# Opposites: "the positive effects of caffeine" and "the negative effects of caffeine" ask for different lists. A
-# yes/no question turned round ("is milk good for you?", "is milk bad for you?") asks the same thing.
+# Opposites: "the positive effects of caffeine" and "the negative effects of caffeine" ask for different lists; "the
+# time complexity" and "the space complexity", "sort by key" and "sort by value", for different things. A yes/no
+# question turned round ("Is coffee good for your heart?", "...bad for your heart?") is matched no more: Quora
+# counts it one question, but an LLM's answer opens with its verdict ("No, ..."), which reads the wrong way round.
 _OPPOSITES = frozenset(
     frozenset(pair.split("/"))
     for pair in """good/bad best/worst better/worse advantages/disadvantages advantage/disadvantage pros/cons pro/con
@@ -67,9 +82,17 @@ _OPPOSITES = frozenset(
     serialization/deserialization upload/download uploading/downloading enable/disable enabling/disabling
     enabled/disabled install/uninstall installing/uninstalling lock/unlock mute/unmute import/export
     importing/exporting push/pull buy/sell buying/selling gain/lose maximum/minimum max/min uppercase/lowercase
-    add/remove adding/removing start/stop open/close show/hide in/out""".split()
+    add/remove adding/removing start/stop open/close show/hide in/out soft/hard time/space key/value keys/values
+    horizontal/vertical horizontally/vertically row/column rows/columns read/write reading/writing client/server
+    frontend/backend input/output inputs/outputs sync/async synchronous/asynchronous public/private static/dynamic
+    local/global absolute/relative width/height left/right up/down inner/outer internal/external inside/outside
+    above/below send/receive sending/receiving sender/receiver request/response dark/light hot/cold warm/cold
+    wet/dry long/short beginner/advanced beginners/advanced beginner/expert beginners/experts junior/senior
+    male/female men/women man/woman boys/girls boy/girl husband/wife boyfriend/girlfriend mother/father mom/dad
+    son/daughter brother/sister day/night summer/winter odd/even true/false first/last previous/next
+    forward/backward forwards/backwards prefix/suffix mean/median lower/upper debit/credit acid/base
+    acidic/basic inbound/outbound north/south east/west eat/avoid include/exclude""".split()
 )
-_YES_NO = frozenset({"is", "are", "can", "do", "does", "should"})
 # What a prompt asks of the answer's shape, beyond its subject: "explain quantum computing in simple terms" and
 # "...in detail" want different answers (served at confidence 0.99 before this rule).
 _SHAPES = (
@@ -129,6 +152,24 @@ def _as_data(span: str) -> str:
     anything with other signs (code, a pattern) compares exactly: "^[a-z]+$" is not "^[A-Z]+$"."""
     span = span.strip()
     return span.lower().rstrip(".!?, ") if _PLAIN.fullmatch(span) else span
+
+
+def _worded(digits: frozenset[str], tokens: list[str]) -> frozenset[str]:
+    """digits and the numbers the words name, in digits (see _NUMBER_WORDS)."""
+    if _NUMBER_WORDS.keys().isdisjoint(tokens):
+        return digits
+    found = set(digits)
+    for i, token in enumerate(tokens):
+        n = _NUMBER_WORDS.get(token)
+        if n is not None and (token != "second" or _ordinal_second(tokens, i)):  # noqa: S105 (a word, not a secret)
+            found.add(n)
+    return frozenset(found)
+
+
+def _ordinal_second(tokens: list[str], i: int) -> bool:
+    """Whether "second" at tokens[i] is the ordinal: not "a second", "per second", "second-hand"."""
+    after_article = i > 0 and tokens[i - 1] in _NOT_ORDINAL_BEFORE
+    return not after_article and (i + 1 == len(tokens) or tokens[i + 1] != "hand")
 
 
 def _negated(tokens: list[str]) -> bool:
@@ -196,6 +237,9 @@ class TextProfile:
     words: frozenset[str]
     content: frozenset[str]
     numbers: frozenset[str]
+    """The numbers written in digits (what the networks were trained on)."""
+    counted: frozenset[str]
+    """numbers, and those written as words ("three", "second"), in digits: what the numbers rule compares."""
     names: frozenset[str]
     negated: bool
     question_word: str | None
@@ -215,12 +259,14 @@ def _profile(text: str) -> TextProfile:
     lowered = text.lower()
     tokens = _WORD.findall(lowered)
     words = frozenset(tokens)
+    digits = frozenset(_NUMBER.findall(text))
     return TextProfile(
         length=len(tokens),
         last=tokens[-1] if tokens else None,
         words=words,
         content=words - _STOP,
-        numbers=frozenset(_NUMBER.findall(text)),
+        numbers=digits,
+        counted=_worded(digits, tokens),
         names=frozenset(w.lower() for w in _CAPITALISED.findall(text[1:])),
         negated=_negated(tokens),
         question_word=_question_word(tokens),
@@ -275,11 +321,8 @@ def lexical_features(query: str, candidate: str) -> npt.NDArray[np.float32]:
 
 
 def _opposed(q: TextProfile, c: TextProfile) -> bool:
-    """True if the only content words that differ are a pair of opposites ("best" and "worst"), unless both are
-    yes/no questions, or both ask how much of it ("how hard is it to learn Python?", "how easy..."): one answer
-    settles both."""
-    if q.question_word in _YES_NO and c.question_word in _YES_NO:
-        return False
+    """True if the only content words that differ are a pair of opposites ("best" and "worst"), unless both ask how
+    much of it ("how hard is it to learn Python?", "how easy..."): one answer settles both."""
     differ = q.words ^ c.words
     if not 2 <= len(differ) <= 4:  # the pair, and perhaps stop words ("effects of" / "effects for")
         return False
@@ -301,7 +344,12 @@ def _reshaped(q: TextProfile, c: TextProfile) -> bool:
 
 
 def _numbers_differ(q: TextProfile, c: TextProfile) -> bool:
-    return q.numbers != c.numbers
+    """True if the texts name different numbers: "top 5" and "top 10", "the second highest" and "the third highest",
+    "3 reasons" and "some reasons". A number written as a word on one side only ("What are the five best movies?",
+    "...the best movies?"; "like I'm five", "in simple terms") is left to the networks."""
+    if q.counted == c.counted:
+        return False
+    return bool(q.counted and c.counted) or bool(q.numbers or c.numbers)
 
 
 def _other_data(q: TextProfile, c: TextProfile) -> bool:
@@ -329,8 +377,9 @@ def _veto(q: TextProfile, c: TextProfile) -> str | None:
 def veto(query: str, candidate: str) -> str | None:
     """Why the pair is never served, whatever the network says, or None: the two texts name different numbers
     ("numbers": "top 5" and "top 10" are different questions), give the same words swapped roles ("roles": "convert a
-    list to a string" and "convert a string to a list"), differ only by a pair of opposites in a question that asks
-    for more than yes or no ("opposites": "the positive effects of caffeine", "the negative effects"), or ask for
+    list to a string" and "convert a string to a list"), differ only by a pair of opposites or of
+    siblings ("opposites": "the positive effects of caffeine", "the negative effects"; "time complexity", "space
+    complexity"), or ask for
     differently shaped answers ("shape": "in simple terms", "in detail"; "a poem", "a haiku"). Embeddings barely see
     any of these."""
     return _veto(profile(query), profile(candidate))
