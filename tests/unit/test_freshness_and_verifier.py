@@ -369,6 +369,7 @@ def test_numbers_written_as_words_count_as_numbers(query: str, candidate: str, r
         ("How do I sort a dictionary by value in Python?", "How do I sort a dictionary by key in Python?", "opposites"),
         ("How long to boil an egg for a soft yolk?", "How long to boil an egg for a hard yolk?", "opposites"),
         ("What foods should I eat during pregnancy?", "What foods should I avoid during pregnancy?", "opposites"),
+        ("How do I turn off dark mode in Chrome?", "How do I turn on dark mode in Chrome?", "opposites"),
         # a yes/no question turned round: its answer opens with the verdict, which would read the wrong way round
         ("Is coffee good for your heart?", "Is coffee bad for your heart?", "opposites"),
         ("Is it legal to carry a knife in the UK?", "Is it illegal to carry a knife in the UK?", "opposites"),
@@ -381,6 +382,14 @@ def test_numbers_written_as_words_count_as_numbers(query: str, candidate: str, r
         ("Explain TCP briefly", "Explain TCP step by step", "shape"),
         ("Write a poem about cats", "Write a haiku about cats", "shape"),
         ("Write a formal email to HR", "Write a formal letter to HR", "shape"),
+        # for another audience: served at 0.95 before the rule (session 14)
+        ("Explain photosynthesis to a high school student", "Explain photosynthesis to a college student", "shape"),
+        ("Write a story about a dragon for kids", "Write a story about a dragon for adults", "shape"),
+        ("Explain recursion to beginners", "Explain recursion to an expert", "shape"),
+        # the same audience written otherwise, or more closely on one side only
+        ("Write a story about a dragon for kids", "Write a story about a dragon for children", None),
+        ("Explain death to your child", "How would you explain death to a young child?", None),
+        ("Explain recursion to a student", "Explain recursion", None),
         # the same shape asked for in other words
         ("Explain quantum computing in simple terms", "Explain quantum computing like I'm five", None),
         ("Explain black holes in layman's terms", "Explain black holes in simple words", None),

@@ -82,7 +82,7 @@ _OPPOSITES = frozenset(
     serialization/deserialization upload/download uploading/downloading enable/disable enabling/disabling
     enabled/disabled install/uninstall installing/uninstalling lock/unlock mute/unmute import/export
     importing/exporting push/pull buy/sell buying/selling gain/lose maximum/minimum max/min uppercase/lowercase
-    add/remove adding/removing start/stop open/close show/hide in/out soft/hard time/space key/value keys/values
+    add/remove adding/removing start/stop open/close show/hide in/out on/off soft/hard time/space key/value keys/values
     horizontal/vertical horizontally/vertically row/column rows/columns read/write reading/writing client/server
     frontend/backend input/output inputs/outputs sync/async synchronous/asynchronous public/private static/dynamic
     local/global absolute/relative width/height left/right up/down inner/outer internal/external inside/outside
@@ -111,6 +111,44 @@ _SHAPE_WORDS = frozenset(
     nutshell tl tldr dr short sentence sentences line lines words paragraph paragraphs simple simply eli5 layman
     layman's laymans like child kid layman""".split()
 )
+# Whom the answer is for: "explain photosynthesis to a high school student" and "...to a college student" want
+# different answers (served at 0.95 before the rule); so do "...for beginners" and "...for experts".
+_AUDIENCE_NOUNS = frozenset(
+    """student students pupil pupils beginner beginners novice novices expert experts engineer engineers developer
+    developers programmer programmers child children kid kids adult adults teen teens teenager teenagers senior
+    seniors professional professionals scientist scientists physicist physicists mathematician mathematicians doctor
+    doctors nurse nurses lawyer lawyers manager managers executive executives ceo investor investors grandma
+    grandmother grandparents toddler toddlers audience""".split()
+)
+_AUDIENCE = re.compile(
+    r"\b(?:explain|explaining|describe|teach|write|summari[sz]e|tell)\b.*?\b(?:to|for) "
+    r"(?:an? |my |your |our |his |her |their |the |some |)"
+    r"((?:[a-z0-9'-]+ ){0,2}?(?:" + "|".join(sorted(_AUDIENCE_NOUNS)) + r"))\b"
+)
+_AUDIENCE_SAME = {"kid": "child", "kids": "child", "children": "child", "teenager": "teen", "novice": "beginner"}
+
+
+def _audience(lowered: str) -> frozenset[tuple[str, frozenset[str]]]:
+    """Whom an instruction asks the answer to be for, as (noun, its modifiers), one way of writing each noun ("kids"
+    is "child"): "explain X to a high school student" is ("student", {"high", "school"})."""
+    found = set()
+    for m in _AUDIENCE.finditer(lowered):
+        *modifiers, noun = m.group(1).split()
+        noun = _AUDIENCE_SAME.get(noun, noun)
+        noun = _AUDIENCE_SAME.get(noun[:-1], noun[:-1]) if noun.endswith("s") and noun[:-1] in _AUDIENCE_NOUNS else noun
+        found.add((noun, frozenset(modifiers)))
+    return frozenset(found)
+
+
+def _other_audience(q: TextProfile, c: TextProfile) -> bool:
+    """True if both name whom the answer is for and none of the one's is the other's: another noun ("beginners",
+    "experts"), or the same with other modifiers ("a high school student", "a college student"; not "a child", "a
+    young child")."""
+    return bool(q.audience and c.audience) and not any(
+        n == m and (not a or not b or a == b) for n, a in q.audience for m, b in c.audience
+    )
+
+
 _FORMS = frozenset(
     "poem haiku limerick sonnet essay story song tweet email letter speech joke table json yaml csv".split()
 )
@@ -251,6 +289,8 @@ class TextProfile:
     """What the text asks of the answer's length or level: detail, brief, simple (see _SHAPES)."""
     forms: frozenset[str]
     """Written forms it names: poem, essay, email, table..."""
+    audience: frozenset[tuple[str, frozenset[str]]]
+    """Whom it asks the answer to be for: "a high school student", "beginners" (see _AUDIENCE)."""
     data: frozenset[str]
     """The data it hands over to be worked on, exactly as written (see _data)."""
 
@@ -278,6 +318,7 @@ def _profile(text: str) -> TextProfile:
         forms=frozenset(
             w if w in _FORMS else w[:-1] for w in words if w in _FORMS or (w[-1] == "s" and w[:-1] in _FORMS)
         ),
+        audience=frozenset() if words.isdisjoint(_AUDIENCE_NOUNS) else _audience(lowered),
         data=_data(text) if _DATA_MARKS.intersection(text) else frozenset(),
     )
 
@@ -337,10 +378,15 @@ def _opposed(q: TextProfile, c: TextProfile) -> bool:
 
 
 def _reshaped(q: TextProfile, c: TextProfile) -> bool:
-    """True if both texts ask for an answer's shape (or name a written form) and not the same one: "in simple terms"
-    and "in detail", "a poem" and "a haiku". Only one of them asking is left to the networks ("How does the stock
-    market work?" and "...in layman's terms?" are one question on Quora)."""
-    return bool(q.shapes and c.shapes and q.shapes != c.shapes) or bool(q.forms and c.forms and q.forms != c.forms)
+    """True if both texts ask for an answer's shape (or name a written form, or whom it is for) and not the same one:
+    "in simple terms" and "in detail", "a poem" and "a haiku", "to a high school student" and "to a college student".
+    Only one of them asking is left to the networks ("How does the stock market work?" and "...in layman's terms?"
+    are one question on Quora)."""
+    return (
+        bool(q.shapes and c.shapes and q.shapes != c.shapes)
+        or bool(q.forms and c.forms and q.forms != c.forms)
+        or _other_audience(q, c)
+    )
 
 
 def _numbers_differ(q: TextProfile, c: TextProfile) -> bool:
