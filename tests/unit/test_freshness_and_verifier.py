@@ -370,6 +370,11 @@ def test_numbers_written_as_words_count_as_numbers(query: str, candidate: str, r
         ("How long to boil an egg for a soft yolk?", "How long to boil an egg for a hard yolk?", "opposites"),
         ("What foods should I eat during pregnancy?", "What foods should I avoid during pregnancy?", "opposites"),
         ("How do I turn off dark mode in Chrome?", "How do I turn on dark mode in Chrome?", "opposites"),
+        # one word the other negated by a prefix, listed or not
+        ("How do I connect to a VPN on Windows?", "How do I disconnect from a VPN on Windows?", "opposites"),
+        ("How do I activate a virtualenv?", "How do I deactivate a virtualenv?", "opposites"),
+        ("Why is this feature relevant?", "Why is this feature irrelevant?", "opposites"),
+        ("What to do when he yells in front of me?", "What to do when he yells infront of me?", None),  # a spelling
         # a yes/no question turned round: its answer opens with the verdict, which would read the wrong way round
         ("Is coffee good for your heart?", "Is coffee bad for your heart?", "opposites"),
         ("Is it legal to carry a knife in the UK?", "Is it illegal to carry a knife in the UK?", "opposites"),

@@ -67,6 +67,7 @@ _SYMMETRIC_BEFORE = frozenset(
     equivalent same close closer connect connects connected connecting link linked""".split()
 )
 _SIDE_WORDS = 2
+_NEGATING_PREFIXES = frozenset({"un", "de", "dis", "in", "im", "il", "ir", "non", "non-", "anti", "anti-"})
 # Opposites: "the positive effects of caffeine" and "the negative effects of caffeine" ask for different lists; "the
 # time complexity" and "the space complexity", "sort by key" and "sort by value", for different things. A yes/no
 # question turned round ("Is coffee good for your heart?", "...bad for your heart?") is matched no more: Quora
@@ -368,13 +369,24 @@ def _opposed(q: TextProfile, c: TextProfile) -> bool:
     if not 2 <= len(differ) <= 4:  # the pair, and perhaps stop words ("effects of" / "effects for")
         return False
     return any(
-        pair <= differ
+        _opposites(pair, q.words | c.words)
         and not pair <= q.words
         and not pair <= c.words
         and (q.content ^ c.content) <= pair
         and not pair <= q.after_how | c.after_how
-        for pair in _OPPOSITES
+        for pair in map(frozenset, itertools.combinations(differ, 2))
     )
+
+
+def _opposites(pair: frozenset[str], words: frozenset[str]) -> bool:
+    """Whether the two words are opposites: listed (_OPPOSITES), or one is the other negated by a prefix ("install",
+    "uninstall"; "activate", "deactivate"; "relevant", "irrelevant"), a prefix that is not a word of the texts
+    (words) as well: "infront" is "in front"."""
+    if pair in _OPPOSITES:
+        return True
+    short, long = sorted(pair, key=len)
+    prefix = long[: -len(short)]
+    return len(short) > 2 and long.endswith(short) and prefix in _NEGATING_PREFIXES and prefix not in words
 
 
 def _reshaped(q: TextProfile, c: TextProfile) -> bool:
