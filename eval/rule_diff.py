@@ -27,9 +27,7 @@ def label_sets() -> list[Pairs]:
 
 def rule_outcomes(sets: list[Pairs]) -> dict[str, list[str | None]]:
     """For each set, the rule that rules each pair out (None: none does)."""
-    return {
-        p.name: [veto(normalize_text(b), normalize_text(a)) for a, b in zip(p.a, p.b, strict=True)] for p in sets
-    }
+    return {p.name: [veto(normalize_text(b), normalize_text(a)) for a, b in zip(p.a, p.b, strict=True)] for p in sets}
 
 
 def main() -> None:
