@@ -43,7 +43,8 @@ async def explain(stored: str, asked: str, *, embedder: Embedder, policy: Policy
     served only to an exact repeat, within its short TTL). cosine: of the two
     normalised texts (None if either is too long to embed); rule: the verifier's rule that rules the pair out (None
     if none does); confidence: the networks' probability that the two are the same question,
-    worked out even when a rule or the cosine floor decides first; threshold and min_cosine: what the policy asks.
+    worked out even when a rule or the cosine floor decides first; threshold and min_cosine: what the policy asks
+    (a tenant whose verdicts have raised its threshold asks more: semcache.core.calibration).
     """
     service = CacheService(embedder=embedder, store=MemoryStore(), llm=_Echo(), policy=policy, embed_inline=True)
     try:
