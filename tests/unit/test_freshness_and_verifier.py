@@ -370,6 +370,14 @@ def test_numbers_written_as_words_count_as_numbers(query: str, candidate: str, r
         ("How long to boil an egg for a soft yolk?", "How long to boil an egg for a hard yolk?", "opposites"),
         ("What foods should I eat during pregnancy?", "What foods should I avoid during pregnancy?", "opposites"),
         ("How do I turn off dark mode in Chrome?", "How do I turn on dark mode in Chrome?", "opposites"),
+        # comparisons turned round (served at 0.90-0.96), unless the sides of the "than" trade places too
+        ("Which is bigger, the Moon or Mercury?", "Which is smaller, the Moon or Mercury?", "opposites"),
+        ("Is Rust faster than Go?", "Is Rust slower than Go?", "opposites"),
+        ("Is Go faster than Rust?", "Is Rust slower than Go?", None),
+        ("What to eat before a workout?", "What to eat after a workout?", "opposites"),
+        ("How do I raise my credit limit?", "How do I lower my credit limit?", "opposites"),
+        # two pairs of opposites at once
+        ("How to speed up a video in iMovie", "How to slow down a video in iMovie", "opposites"),
         # one word the other negated by a prefix, listed or not
         ("How do I connect to a VPN on Windows?", "How do I disconnect from a VPN on Windows?", "opposites"),
         ("How do I activate a virtualenv?", "How do I deactivate a virtualenv?", "opposites"),
@@ -410,6 +418,16 @@ def test_numbers_written_as_words_count_as_numbers(query: str, candidate: str, r
         ("What does this regex match: ^[a-z]+$", "What does this regex match: ^[A-Z]+$", "data"),  # cased data
         ("Translate 'thank you' into German", "Translate 'good night' into German", "data"),
         ("What does `git rebase -i` do?", "What does `git rebase --onto` do?", "data"),
+        # a phrase to say or translate, unquoted (served at 0.91 before session 14)
+        ("How to say thank you in Spanish", "How to say you're welcome in Spanish", "data"),
+        ("How do I say hello in Japanese?", "Translate goodbye into Japanese", "data"),
+        # ...not a phrase referred to, or a language
+        (
+            "Can someone translate this picture from Arabic to English?",
+            "Can anyone translate this picture to English?",
+            None,
+        ),
+        ("How can you translate Chinese to English?", "How do I translate Chinese into English?", None),
         # the same data, asked for in other words, quoted otherwise, or cased otherwise (plain words)
         ("Summarize: The budget was approved.", "Give me a summary of this text: The budget was approved", None),
         ("Translate 'thank you' into German", 'Translate "thank you" to German', None),

@@ -92,7 +92,12 @@ _OPPOSITES = frozenset(
     male/female men/women man/woman boys/girls boy/girl husband/wife boyfriend/girlfriend mother/father mom/dad
     son/daughter brother/sister day/night summer/winter odd/even true/false first/last previous/next
     forward/backward forwards/backwards prefix/suffix mean/median lower/upper debit/credit acid/base
-    acidic/basic inbound/outbound north/south east/west eat/avoid include/exclude""".split()
+    acidic/basic inbound/outbound north/south east/west eat/avoid include/exclude bigger/smaller larger/smaller
+    greater/smaller greater/less heavier/lighter faster/slower higher/lower raise/lower increase/lower increase/reduce
+    top/bottom before/after older/younger oldest/youngest oldest/newest longer/shorter longest/shortest
+    stronger/weaker richer/poorer richest/poorest hotter/colder warmer/colder hottest/coldest easier/harder
+    thicker/thinner wider/narrower taller/shorter tallest/shortest deeper/shallower closer/farther early/late
+    earlier/later earliest/latest over/under expand/collapse maximize/minimize above/below speed/slow""".split()
 )
 # What a prompt asks of the answer's shape, beyond its subject: "explain quantum computing in simple terms" and
 # "...in detail" want different answers (served at confidence 0.99 before this rule).
@@ -167,6 +172,10 @@ _DATA_CUES = frozenset(
     correct proofread fix classify categorize categorise extract analyze analyse refactor format simplify shorten
     sentiment debug""".split()
 )
+# A phrase to translate need not be quoted: "How do I say thank you in Spanish?" hands over "thank you".
+_PHRASE = re.compile(r"\b(?i:say|translate)\s+(.+?)\s+(?:in|into|to)\s+[A-Z][a-z]+\b")
+_PHRASE_CUES = frozenset({"say", "translate"})
+_NOT_A_PHRASE = frozenset("this these that those the a an my your his her our their it them some any".split())
 _DATA_MARKS = frozenset("`\"'\u2018\u2019\u201c:")  # only a text with one of these can hand over data
 _PLAIN = re.compile(r"[\w\s.,!?'\u2019-]*")
 _CUE_WORDS = 12  # the most words before a colon that can name what is done with the data after it
@@ -176,14 +185,24 @@ LEXICAL_FEATURES = 14
 
 
 def _data(text: str) -> frozenset[str]:
-    """The data the text hands over (see _QUOTED): quoted spans, and what follows "<an instruction naming it>: "."""
+    """The data the text hands over (see _QUOTED): quoted spans, or a phrase to say or translate "in <Language>", or
+    what follows "<an instruction naming it>: "."""
     found = [next(g for g in m.groups() if g is not None) for m in _QUOTED.finditer(text)]
+    if not found and not _PHRASE_CUES.isdisjoint(_WORD.findall(text.lower())):
+        found = [m.group(1) for m in _PHRASE.finditer(text) if _a_phrase(m.group(1))]
     colon = None if found else _COLON.search(text)  # (quoted spans after the colon are the data themselves)
     if colon is not None:
         cue = _WORD.findall(text[: colon.start()].lower())
         if len(cue) <= _CUE_WORDS and not _DATA_CUES.isdisjoint(cue):
             found.append(text[colon.end() :])
     return frozenset(d for d in map(_as_data, found) if d)
+
+
+def _a_phrase(span: str) -> bool:
+    """Whether what is to be said or translated is a phrase given, not one referred to ("this picture", "these
+    Spanish phrases") or a language ("translate Chinese to English")."""
+    first = span.split(maxsplit=1)[0].lower()
+    return first not in _NOT_A_PHRASE and not (span[:1].isupper() and " " not in span)
 
 
 def _as_data(span: str) -> str:
@@ -320,7 +339,7 @@ def _profile(text: str) -> TextProfile:
             w if w in _FORMS else w[:-1] for w in words if w in _FORMS or (w[-1] == "s" and w[:-1] in _FORMS)
         ),
         audience=frozenset() if words.isdisjoint(_AUDIENCE_NOUNS) else _audience(lowered),
-        data=_data(text) if _DATA_MARKS.intersection(text) else frozenset(),
+        data=_data(text) if _DATA_MARKS.intersection(text) or not _PHRASE_CUES.isdisjoint(words) else frozenset(),
     )
 
 
@@ -363,18 +382,30 @@ def lexical_features(query: str, candidate: str) -> npt.NDArray[np.float32]:
 
 
 def _opposed(q: TextProfile, c: TextProfile) -> bool:
-    """True if the only content words that differ are a pair of opposites ("best" and "worst"), unless both ask how
-    much of it ("how hard is it to learn Python?", "how easy..."): one answer settles both."""
+    """True if the only content words that differ are a pair of opposites ("best" and "worst"; or two pairs: "speed
+    up" and "slow down"), unless both ask how much of it ("how hard is it to learn Python?", "how easy..."): one
+    answer settles both."""
     differ = q.words ^ c.words
-    if not 2 <= len(differ) <= 4:  # the pair, and perhaps stop words ("effects of" / "effects for")
+    if not 2 <= len(differ) <= 4 or _comparison_turned_round(q, c):  # the pair, perhaps stop words ("of" / "for")
         return False
-    return any(
-        _opposites(pair, q.words | c.words)
+    pairs = [
+        pair
+        for pair in map(frozenset, itertools.combinations(differ, 2))
+        if _opposites(pair, q.words | c.words)
         and not pair <= q.words
         and not pair <= c.words
-        and (q.content ^ c.content) <= pair
         and not pair <= q.after_how | c.after_how
-        for pair in map(frozenset, itertools.combinations(differ, 2))
+    ]  # one pair, or two ("speed up" / "slow down")
+    return bool(pairs) and (q.content ^ c.content) <= frozenset().union(*pairs)
+
+
+def _comparison_turned_round(q: TextProfile, c: TextProfile) -> bool:
+    """True if the two sides of a "than" trade places: "Is Go faster than Rust?" and "Is Rust slower than Go?" ask
+    the same thing, their opposites notwithstanding."""
+    return any(
+        word == word2 == "than" and before & after2 and after & before2
+        for word, _, before, after in q.roles
+        for word2, _, before2, after2 in c.roles
     )
 
 
