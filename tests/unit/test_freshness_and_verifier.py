@@ -48,6 +48,16 @@ def service(policy: Policy, llm: ScriptedLLM | None = None) -> CacheService:
         ("Where do penguins live?", False),
         ("What is electric current?", False),
         ("How do I reset my Gmail password?", False),
+        # session 14: what the rule missed in a probe, and look-alikes it must not take
+        ("What year is it?", True),
+        ("Is Twitter down?", True),
+        ("How much is bitcoin worth?", True),
+        ("Who is the richest person in the world?", True),
+        ("How many subscribers does MrBeast have?", True),
+        ("Is it bad to lie down after eating?", False),
+        ("Who was the richest person in history?", False),
+        ("How many followers did Jesus have?", False),
+        ("How much is too much water?", False),
     ],
 )
 def test_volatile_questions(question: str, volatile: bool) -> None:
