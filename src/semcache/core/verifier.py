@@ -34,12 +34,13 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _NUMBER_WORDS = {
     word: str(n)
     for n, words in enumerate(
-        """- - two|second three|third four|fourth five|fifth six|sixth seven|seventh eight|eighth nine|ninth ten|tenth
-        eleven|eleventh twelve|twelfth""".split()
+        """two second, three third, four fourth, five fifth, six sixth, seven seventh, eight eighth, nine ninth, ten
+        tenth, eleven eleventh, twelve twelfth""".split(","),
+        start=2,
     )
-    for word in words.split("|")
-    if word != "-"
+    for word in words.split()
 }
+_NOT_ALWAYS_ORDINAL = frozenset({"second"})  # also a unit of time
 _NOT_ORDINAL_BEFORE = frozenset({"a", "per", "one", "each", "every", "split", "1"})
 _NEGATIONS = frozenset({"not", "no", "never", "without", "nothing", "none", "cannot", "nor", "neither"})
 _STOP = frozenset(
@@ -67,7 +68,7 @@ _SYMMETRIC_BEFORE = frozenset(
     equivalent same close closer connect connects connected connecting link linked""".split()
 )
 _SIDE_WORDS = 2
-_NEGATING_PREFIXES = frozenset({"un", "de", "dis", "in", "im", "il", "ir", "non", "non-", "anti", "anti-"})
+_NEGATING_PREFIXES = frozenset({"un", "de", "dis", "in", "im", "il", "ir", "non", "anti"})
 # Opposites: "the positive effects of caffeine" and "the negative effects of caffeine" ask for different lists; "the
 # time complexity" and "the space complexity", "sort by key" and "sort by value", for different things. A yes/no
 # question turned round ("Is coffee good for your heart?", "...bad for your heart?") is matched no more: Quora
@@ -97,7 +98,7 @@ _OPPOSITES = frozenset(
     top/bottom before/after older/younger oldest/youngest oldest/newest longer/shorter longest/shortest
     stronger/weaker richer/poorer richest/poorest hotter/colder warmer/colder hottest/coldest easier/harder
     thicker/thinner wider/narrower taller/shorter tallest/shortest deeper/shallower closer/farther early/late
-    earlier/later earliest/latest over/under expand/collapse maximize/minimize above/below speed/slow""".split()
+    earlier/later earliest/latest over/under expand/collapse maximize/minimize speed/slow""".split()
 )
 # What a prompt asks of the answer's shape, beyond its subject: "explain quantum computing in simple terms" and
 # "...in detail" want different answers (served at confidence 0.99 before this rule).
@@ -131,7 +132,7 @@ _AUDIENCE = re.compile(
     r"(?:an? |my |your |our |his |her |their |the |some |)"
     r"((?:[a-z0-9'-]+ ){0,2}?(?:" + "|".join(sorted(_AUDIENCE_NOUNS)) + r"))\b"
 )
-_AUDIENCE_SAME = {"kid": "child", "kids": "child", "children": "child", "teenager": "teen", "novice": "beginner"}
+_AUDIENCE_SAME = {"kid": "child", "children": "child", "teenager": "teen", "novice": "beginner"}
 
 
 def _audience(lowered: str) -> frozenset[tuple[str, frozenset[str]]]:
@@ -140,9 +141,9 @@ def _audience(lowered: str) -> frozenset[tuple[str, frozenset[str]]]:
     found = set()
     for m in _AUDIENCE.finditer(lowered):
         *modifiers, noun = m.group(1).split()
-        noun = _AUDIENCE_SAME.get(noun, noun)
-        noun = _AUDIENCE_SAME.get(noun[:-1], noun[:-1]) if noun.endswith("s") and noun[:-1] in _AUDIENCE_NOUNS else noun
-        found.add((noun, frozenset(modifiers)))
+        if noun.endswith("s") and noun[:-1] in _AUDIENCE_NOUNS:
+            noun = noun[:-1]
+        found.add((_AUDIENCE_SAME.get(noun, noun), frozenset(modifiers)))
     return frozenset(found)
 
 
@@ -219,7 +220,7 @@ def _worded(digits: frozenset[str], tokens: list[str]) -> frozenset[str]:
     found = set(digits)
     for i, token in enumerate(tokens):
         n = _NUMBER_WORDS.get(token)
-        if n is not None and (token != "second" or _ordinal_second(tokens, i)):  # noqa: S105 (a word, not a secret)
+        if n is not None and (token not in _NOT_ALWAYS_ORDINAL or _ordinal_second(tokens, i)):
             found.add(n)
     return frozenset(found)
 
