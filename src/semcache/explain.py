@@ -70,7 +70,7 @@ async def explain(stored: str, asked: str, *, embedder: Embedder, policy: Policy
         "served": info.status == "hit",
         "tier": info.tier,
         "reason": info.reason,
-        "kept": first.cache.reason is None,
+        "kept": first.cache.entry_id is not None,
         "freshness": {"stored": first.cache.freshness, "asked": info.freshness},
         "cosine": cosine,
         "min_cosine": policy.min_similarity,

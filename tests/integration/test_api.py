@@ -96,6 +96,7 @@ def test_the_same_words_asking_for_another_answer_miss_where_a_paraphrase_hits(
     missed = query(http, not_the_same, **own)
     assert missed.headers["x-semcache"] == "miss"
     assert missed.json()["cache"]["similarity"] is None
+    assert missed.json()["cache"]["reason"].startswith(f"nearest stored question ruled out ({rule}): ")  # says why
     after = http.get("/v1/cache/stats").json()["ruled_out"]
     # counted under its rule; the lookup then searched past it and found nothing else in the scope
     assert after == {**before, rule: before[rule] + 1, "searched_further": before["searched_further"] + 1}
@@ -139,7 +140,8 @@ def test_a_document_with_another_question_after_it_is_not_served_the_first_ones_
     again = query(http, where)
     assert (again.headers["x-semcache-tier"], again.json()["response"]) == ("exact", f"[offline answer] {where}")
     start = query(http, " ".join(context.split()[:40]))  # the document's beginning, which the model reads whole
-    assert (start.headers["x-semcache"], start.json()["cache"]["reason"]) == ("miss", None)
+    assert start.headers["x-semcache"] == "miss"
+    assert "too long" not in (start.json()["cache"]["reason"] or "")  # looked up by meaning, and not served
     assert fake_openai.calls() == calls + 1
     assert http.get("/v1/cache/stats").json()["lookup_skipped_too_long"] == before + 2
     for response in (first, other, start):

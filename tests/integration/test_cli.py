@@ -64,11 +64,15 @@ def test_explain_gives_the_services_verdict_and_the_figures_behind_it(model_dir:
     # the networks alone would serve it; the roles rule does not
     assert (swapped["served"], swapped["rule"]) == (False, "roles")
     assert swapped["confidence"] >= swapped["threshold"]
+    assert swapped["reason"] == "nearest stored question ruled out (roles): its words play other roles"
     assert (repeat["served"], repeat["tier"]) == (True, "exact")  # the same once whitespace is folded
     assert (other["served"], other["rule"]) == (False, None)
     assert other["confidence"] < other["threshold"]
+    judged = f"nearest stored question judged another question (confidence {other['confidence']:.3f} < "
+    assert other["reason"].startswith(judged)
     # a time-sensitive question's answer is kept (with a short TTL) for an exact repeat only
     assert (volatile["served"], volatile["kept"]) == (False, True)
+    assert volatile["reason"] == "time-sensitive question: served only to an exact repeat"
     assert volatile["freshness"] == {"stored": "volatile", "asked": "volatile"}
     assert volatile["confidence"] >= volatile["threshold"]
 

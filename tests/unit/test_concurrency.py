@@ -19,7 +19,7 @@ from semcache.core import service as service_module
 from semcache.core.batching import EmbedBatcher
 from semcache.core.errors import EmbedderError, UpstreamError
 from semcache.core.models import Answer, CacheControl, CacheInfo, Completion, Entry, Message, Prompt, Usage
-from semcache.core.service import CACHE_FULL, EMBEDDER_BUSY, STORED_LATER, TOO_LONG, CacheService, Policy
+from semcache.core.service import BUSY_REASONS, CACHE_FULL, EMBEDDER_BUSY, STORED_LATER, TOO_LONG, CacheService, Policy
 from semcache.metrics import Metrics
 from semcache.settings import Settings
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
@@ -306,7 +306,8 @@ async def test_a_skipped_lookup_stores_its_answer_once_the_model_has_caught_up()
         again = await service.answer(ask(text), tenant="t")
         assert (again.cache.status, again.cache.tier) == ("hit", "exact")
     idle = await service.answer(ask("a question asked when nothing else is"), tenant="t")
-    assert idle.cache.reason is None
+    assert idle.cache.reason not in BUSY_REASONS  # looked up: its reason says why the nearest was not served
+    assert str(idle.cache.reason).startswith("nearest stored question too far")
 
 
 def test_the_wait_budget_cannot_be_negative() -> None:

@@ -547,3 +547,46 @@ async def test_a_nearest_entry_naming_other_numbers_does_not_make_way() -> None:
     got = await svc.answer(ask("what are the 5 best movies of all time"), tenant="t")
     assert got.cache.status == "miss"
     assert store.searches == [1]
+
+
+async def test_a_miss_says_why_the_nearest_stored_question_was_not_served() -> None:
+    svc = service(Policy(min_similarity=0.5, verifier=constant_verifier(10.0)))
+    stored = await svc.answer(ask("what are the positive effects of caffeine"), tenant="t")
+    assert stored.cache.reason is None  # nothing was stored to be near it
+
+    opposite = await svc.answer(ask("what are the negative effects of caffeine"), tenant="t")
+    assert opposite.cache.status == "miss"
+    assert opposite.cache.reason == "nearest stored question ruled out (opposites): it asks the opposite"
+
+    far = await svc.answer(ask("how do volcanoes form"), tenant="t")
+    assert str(far.cache.reason).startswith("nearest stored question too far (similarity ")
+    assert str(far.cache.reason).endswith(" < 0.5)")
+
+
+async def test_a_miss_says_when_the_networks_judged_the_nearest_another_question() -> None:
+    svc = service(Policy(min_similarity=0.5, verifier=constant_verifier(-10.0)))
+    await svc.answer(ask("how do i bake sourdough bread at home"), tenant="t")
+    got = await svc.answer(ask("how do i bake sourdough bread at home quickly"), tenant="t")
+    assert got.cache.status == "miss"
+    assert got.cache.reason == "nearest stored question judged another question (confidence 0.000 < 0.5)"
+
+
+async def test_a_miss_says_when_feedback_marked_the_nearest_wrong_for_this_question() -> None:
+    svc = service(Policy(min_similarity=0.5, verifier=constant_verifier(10.0)))
+    await svc.answer(ask("how do i bake sourdough bread at home"), tenant="t")
+    asked = "how do i bake sourdough bread at home quickly"
+    hit = await svc.answer(ask(asked), tenant="t")
+    assert (hit.cache.status, hit.cache.tier) == ("hit", "semantic")
+    assert hit.cache.entry_id is not None
+    await svc.feedback(hit.cache.entry_id, "mismatch", tenant="t", query=asked)
+    again = await svc.answer(ask(asked), tenant="t")
+    assert again.cache.status == "miss"
+    assert again.cache.reason == "nearest stored question marked wrong for this one (feedback)"
+
+
+async def test_a_time_sensitive_question_says_only_an_exact_repeat_is_served() -> None:
+    svc = service(Policy(min_similarity=0.5, verifier=constant_verifier(10.0), freshness=FreshnessPolicy(300)))
+    await svc.answer(ask("what is the weather in paris today"), tenant="t")
+    got = await svc.answer(ask("what is the weather like in paris today"), tenant="t")
+    assert got.cache.status == "miss"
+    assert got.cache.reason == "time-sensitive question: served only to an exact repeat"

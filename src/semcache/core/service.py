@@ -31,7 +31,7 @@ from semcache.core.models import (
     Verdict,
 )
 from semcache.core.ports import LLM, Embedder, Vector, VectorStore
-from semcache.core.verifier import RULES, Verifier, veto
+from semcache.core.verifier import RULE_SAYS, RULES, Verifier, veto
 
 log = logging.getLogger("semcache")
 
@@ -44,6 +44,9 @@ TOO_LONG = "too long for a semantic match: served only to an exact repeat"
 """The reason on a miss whose text is longer than the embedder reads: a vector of the part it reads would stand for
 every text that begins the same way (the same document with another question after it), so such a text is never
 looked up by meaning, and its entry is stored without a vector: only the same text asked again is served it."""
+VOLATILE = "time-sensitive question: served only to an exact repeat"
+"""The reason on a miss whose question is time-sensitive (semcache.core.freshness): a paraphrase stored earlier may
+have been answered on another day, so the semantic tier is not asked."""
 CACHE_FULL = "cache full: answer not stored"
 """The reason on a miss whose answer the store refused for want of memory."""
 DEFERRED_MAX = 4096
@@ -407,7 +410,7 @@ class CacheService:
         if asked.volatile:
             # A paraphrase of a time-sensitive question may have been stored at another time: only the exact
             # question (stored with its short TTL) may be served.
-            return None, None, None
+            return None, None, VOLATILE
         vector = self._recent.get(asked.tenant, normalized)
         if vector is None:
             if self._embedder_busy():
@@ -420,7 +423,7 @@ class CacheService:
             vector = await self._embed_prepared(prepared, normalized, asked.tenant)
         k = self._policy.candidates
         found = await self._store.search(scope, vector, k, asked=asked.eid)
-        hit, ruled_out = self._judge(asked, vector, found)
+        hit, ruled_out, why_not = self._judge(asked, vector, found)
         if hit is None and ruled_out and len(found) == k:
             # Every candidate was known to be another question by what it asks of the answer or how its words are
             # arranged (a rule of the verifier's), or by the tenant's mismatch mark. That says nothing against the
@@ -429,15 +432,16 @@ class CacheService:
             # numbers: on qqp/dev, what lay behind one was the labelled duplicate 5 times in 28; docs/quality.md.)
             self._searched_further += 1
             deeper = await self._store.search(scope, vector, k + LOOK_FURTHER, asked=asked.eid)
-            hit, _ = self._judge(asked, vector, deeper[k:], until_numbers=True)
-        return hit, vector, None
+            hit, _, _ = self._judge(asked, vector, deeper[k:], until_numbers=True)
+        return hit, vector, why_not if hit is None else None
 
     def _judge(
         self, asked: _Asked, vector: Vector, found: list[Match], *, until_numbers: bool = False
-    ) -> tuple[Answer | None, bool]:
-        """The hit among found (nearest first), if one fits; and whether every one of them was ruled out as another
+    ) -> tuple[Answer | None, bool, str | None]:
+        """The hit among found (nearest first), if one fits; whether every one of them was ruled out as another
         question (so that farther entries may yet hold this one), as opposed to too far, judged unlike or naming
-        other numbers. Of those not ruled out, the policy's number of candidates (the nearest) are judged.
+        other numbers; and, without a hit, why the nearest was not served (None if nothing was found). Of those not
+        ruled out, the policy's number of candidates (the nearest) are judged.
         until_numbers: only the candidates nearer than the first one ruled out by its numbers (searching past
         ruled-out candidates never goes past one of those)."""
         floor = self._floor(asked.control)
@@ -456,8 +460,9 @@ class CacheService:
         if verifier is None:
             if open_:
                 best = open_[0][0]
-                return _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=None), False
-            return None, ruled_out
+                hit = _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=None)
+                return hit, False, None
+            return None, ruled_out, _why_not(found, floor, near, vetoes)
         threshold = self._threshold(asked)
         scorable = [(m, text) for m, text in open_ if m.vector is not None]
         confidences = verifier.networks(  # the rules have been applied above
@@ -469,8 +474,12 @@ class CacheService:
         accepted = [(c, m) for c, (m, _) in zip(confidences, scorable, strict=True) if c >= threshold]
         if accepted:
             confidence, best = max(accepted, key=lambda pair: pair[1].similarity)
-            return _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=confidence), False
-        return None, ruled_out
+            hit = _from_entry(best.entry, tier="semantic", similarity=best.similarity, confidence=confidence)
+            return hit, False, None
+        why = _why_not(found, floor, near, vetoes)
+        if why is None and confidences:  # the nearest within reach, neither ruled out nor marked: judged unlike
+            why = f"nearest stored question judged another question (confidence {confidences[0]:.3f} < {threshold:g})"
+        return None, ruled_out, why
 
     def _floor(self, control: CacheControl) -> float:
         return control.min_similarity or self._policy.min_similarity
@@ -722,6 +731,21 @@ class _RecentVectors:
 
 def _chars(entry: Entry) -> int:
     return len(entry.query) + len(entry.response)
+
+
+def _why_not(found: list[Match], floor: float, near: list[Match], vetoes: list[str | None]) -> str | None:
+    """Why the nearest of found was not served, if a rule, a mark or the cosine floor says so (the networks' verdict
+    is the caller's to say); None if nothing was found or the nearest was left to the networks."""
+    if not found:
+        return None
+    nearest = found[0]
+    if not near or near[0] is not nearest:
+        return f"nearest stored question too far (similarity {nearest.similarity:.3f} < {floor:g})"
+    if vetoes[0] is not None:
+        return f"nearest stored question ruled out ({vetoes[0]}): {RULE_SAYS[vetoes[0]]}"
+    if nearest.mismatched:
+        return "nearest stored question marked wrong for this one (feedback)"
+    return None
 
 
 def _retrieve(future: asyncio.Future[Answer]) -> None:

@@ -458,6 +458,14 @@ _RULES = (
 )
 RULES = tuple(name for name, _ in _RULES)
 """The names veto() gives its rules, in the order it tries them."""
+RULE_SAYS = {
+    "numbers": "it names other numbers",
+    "roles": "its words play other roles",
+    "opposites": "it asks the opposite",
+    "shape": "it asks for another kind of answer",
+    "data": "it hands over other data",
+}
+"""What each rule says of a stored question it rules out, in words for a response's cache.reason."""
 
 
 def _veto(q: TextProfile, c: TextProfile) -> str | None:

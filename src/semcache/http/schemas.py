@@ -57,7 +57,10 @@ class CacheOut(BaseModel):
     entry_id: str | None
     matched_query: str | None
     ttl_seconds: int | None
-    reason: str | None = Field(None, description="why the cache was bypassed or the answer not stored")
+    reason: str | None = Field(
+        None,
+        description="why the cache was bypassed, the answer not stored, or the nearest stored question not served",
+    )
     confidence: float | None = Field(None, description="verifier probability that the matched question is the same")
     freshness: Literal["volatile", "dated", "evergreen"] | None = Field(
         None, description="how the question and answer were judged when the answer was stored"
