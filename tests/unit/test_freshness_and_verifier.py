@@ -386,6 +386,7 @@ def test_numbers_written_as_words_count_as_numbers(query: str, candidate: str, r
         ("Is Go faster than Rust?", "Is Rust slower than Go?", None),
         ("What to eat before a workout?", "What to eat after a workout?", "opposites"),
         ("How do I raise my credit limit?", "How do I lower my credit limit?", "opposites"),
+        ("Give me a synonym for big", "Give me an antonym for big", "opposites"),  # served at 0.94
         # two pairs of opposites at once
         ("How to speed up a video in iMovie", "How to slow down a video in iMovie", "opposites"),
         # one word the other negated by a prefix, listed or not
@@ -405,6 +406,9 @@ def test_numbers_written_as_words_count_as_numbers(query: str, candidate: str, r
         ("Explain TCP briefly", "Explain TCP step by step", "shape"),
         ("Write a poem about cats", "Write a haiku about cats", "shape"),
         ("Write a formal email to HR", "Write a formal letter to HR", "shape"),
+        # an answer's length in other units (session 14); a line is a sentence
+        ("Capital of Italy? Answer in one word.", "Capital of Italy? Answer in one sentence.", "shape"),
+        ("Explain TCP in one sentence", "Explain TCP in a single line", None),
         # for another audience: served at 0.95 before the rule (session 14)
         ("Explain photosynthesis to a high school student", "Explain photosynthesis to a college student", "shape"),
         ("Write a story about a dragon for kids", "Write a story about a dragon for adults", "shape"),

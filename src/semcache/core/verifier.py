@@ -98,15 +98,19 @@ _OPPOSITES = frozenset(
     top/bottom before/after older/younger oldest/youngest oldest/newest longer/shorter longest/shortest
     stronger/weaker richer/poorer richest/poorest hotter/colder warmer/colder hottest/coldest easier/harder
     thicker/thinner wider/narrower taller/shorter tallest/shortest deeper/shallower closer/farther early/late
-    earlier/later earliest/latest over/under expand/collapse maximize/minimize speed/slow""".split()
+    earlier/later earliest/latest over/under expand/collapse maximize/minimize speed/slow synonym/antonym
+    synonyms/antonyms""".split()
 )
 # What a prompt asks of the answer's shape, beyond its subject: "explain quantum computing in simple terms" and
 # "...in detail" want different answers (served at confidence 0.99 before this rule).
 _SHAPES = (
     ("detail", r"\bin (?:great |more |full |much )?detail\b|\bdetailed\b|\bin[- ]depth\b|\bthorough(?:ly)?\b"
      r"|\bcomprehensive(?:ly)?\b|\bstep[- ]by[- ]step\b"),
-    ("brief", r"\bbrief(?:ly)?\b|\bconcise(?:ly)?\b|\bin a nutshell\b|\btl;?dr\b|\bshort answer\b"
-     r"|\bin (?:one|a single|a few|two|three|\d+) (?:sentences?|lines?|words|paragraphs?)\b"),
+    ("brief", r"\bbrief(?:ly)?\b|\bconcise(?:ly)?\b|\bin a nutshell\b|\btl;?dr\b|\bshort answer\b"),
+    # a length in a unit of its own: "in one word" is not "in one sentence" (the count is the numbers rule's)
+    ("words", r"\bin (?:one|a single|a few|two|three|four|five|\d+) words?\b"),
+    ("sentences", r"\bin (?:one|a single|a few|two|three|four|five|\d+) (?:sentences?|lines?)\b"),
+    ("paragraphs", r"\bin (?:one|a single|a few|two|three|four|five|\d+) paragraphs?\b"),
     ("simple", r"\bin simple (?:terms|words|language|english)\b|\bsimply put\b|\beli5\b|\blayman'?s? terms\b"
      r"|\blike (?:i'?m|i am) (?:five|5|a child|a kid|a beginner)\b"
      r"|\bto a (?:child|kid|five[- ]year[- ]old|5[- ]year[- ]old|layman)\b"),
@@ -115,7 +119,7 @@ _SHAPE = tuple((name, re.compile(pattern)) for name, pattern in _SHAPES)
 # Only texts with one of these words can ask for a shape (the patterns are not run on the others).
 _SHAPE_WORDS = frozenset(
     """detail detailed depth thorough thoroughly comprehensive comprehensively step brief briefly concise concisely
-    nutshell tl tldr dr short sentence sentences line lines words paragraph paragraphs simple simply eli5 layman
+    nutshell tl tldr dr short sentence sentences line lines word words paragraph paragraphs simple simply eli5 layman
     layman's laymans like child kid layman""".split()
 )
 # Whom the answer is for: "explain photosynthesis to a high school student" and "...to a college student" want
