@@ -339,6 +339,7 @@ def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candid
         ("Give me three reasons to learn Rust", "Give me five reasons to learn Rust", "numbers"),
         ("Give me three reasons to learn Rust", "Give me some reasons to learn Rust, 5 of them", "numbers"),
         ("What are the symptoms of type 1 diabetes?", "What are the symptoms of type 2 diabetes?", "numbers"),
+        ("Struggles of a woman in her forties", "Struggles of a woman in her fifties", "numbers"),
         # the same number, in words or digits
         ("Give me three reasons to learn Rust", "Give me 3 reasons to learn Rust", None),
         ("Write a SQL query for the second highest salary", "SQL query: the 2nd highest salary", None),

@@ -29,13 +29,22 @@ _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _CAPITALISED = re.compile(r"\b[A-Z][a-zA-Z0-9]+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # Numbers written as words count as the digits would ("three reasons" is "3 reasons", "the second highest" is "the
-# 2nd highest"). Not "one" and "first", mostly not counts ("one of the best", "my first car"); "second" only as an
-# ordinal (not "a second", "per second", "second-hand").
+# 2nd highest", "in his forties" names 40). Not "one" and "first", mostly not counts ("one of the best", "my first
+# car"); "second" only as an ordinal (not "a second", "per second", "second-hand").
 _NUMBER_WORDS = {
     word: str(n)
     for n, words in enumerate(
         """two second, three third, four fourth, five fifth, six sixth, seven seventh, eight eighth, nine ninth, ten
         tenth, eleven eleventh, twelve twelfth""".split(","),
+        start=2,
+    )
+    for word in words.split()
+} | {
+    word: str(10 * n)
+    for n, words in enumerate(
+        """twenty twentieth twenties, thirty thirtieth thirties, forty fortieth forties, fifty fiftieth fifties,
+        sixty sixtieth sixties, seventy seventieth seventies, eighty eightieth eighties, ninety ninetieth
+        nineties""".split(","),
         start=2,
     )
     for word in words.split()
