@@ -40,11 +40,11 @@ async def explain(stored: str, asked: str, *, embedder: Embedder, policy: Policy
 
     served: the service's verdict; tier: exact or semantic; reason: the service's reason on a miss, when it gives
     one; kept: whether stored's answer was stored at all; freshness: how each was judged (a volatile question is
-    served only to an exact repeat, within its short TTL). cosine: of the two
-    normalised texts (None if either is too long to embed); rule: the verifier's rule that rules the pair out (None
-    if none does); confidence: the networks' probability that the two are the same question,
-    worked out even when a rule or the cosine floor decides first; threshold and min_cosine: what the policy asks
-    (a tenant whose verdicts have raised its threshold asks more: semcache.core.calibration).
+    served only to an exact repeat, within its short TTL). cosine: of the two normalised texts (None if either is
+    too long to embed); rule: the verifier's rule that rules the pair out (None if none does); confidence: the
+    networks' probability that the two are the same question, worked out even when a rule or the cosine floor
+    decides first; threshold and min_cosine: what the policy asks (a tenant whose verdicts have raised its
+    threshold asks more: semcache.core.calibration).
     """
     service = CacheService(embedder=embedder, store=MemoryStore(), llm=_Echo(), policy=policy, embed_inline=True)
     try:
@@ -54,15 +54,14 @@ async def explain(stored: str, asked: str, *, embedder: Embedder, policy: Policy
         await service.close()
     a, b = normalize_text(stored), normalize_text(asked)
     prepared = [embedder.prepare(t) for t in (a, b)]
+    verifier = policy.verifier
     cosine = rule = confidence = None
     if prepared[0] is not None and prepared[1] is not None:
         u, v = embedder.embed_prepared([prepared[1]])[0], embedder.embed_prepared([prepared[0]])[0]
         cosine = round(float(np.dot(u, v)), 4)
-        verifier = policy.verifier
         if verifier is not None:
             rule = veto(b, a)
             confidence = round(verifier.networks(b, [a], u, [v])[0], 4)
-    verifier = policy.verifier
     info = second.cache
     return {
         "stored": stored,
