@@ -184,7 +184,8 @@ _QUOTED = re.compile(
 _DATA_CUES = frozenset(
     """this these following below text summarize summarise summary translate translation rewrite paraphrase rephrase
     correct proofread fix classify categorize categorise extract analyze analyse refactor format simplify shorten
-    sentiment debug""".split()
+    sentiment debug context document passage article excerpt transcript snippet input profile message
+    email""".split()
 )
 # A phrase to translate need not be quoted: "How do I say thank you in Spanish?" hands over "thank you".
 _PHRASE = re.compile(r"\b(?i:say|translate)\s+(.+?)\s+(?:in|into|to)\s+[A-Z][a-z]+\b")
