@@ -37,6 +37,7 @@ The pair (a, b) of a Quora row is read as "a is cached, b is asked" (training on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -183,7 +184,7 @@ def main() -> None:
     if best is None:
         raise SystemExit("no threshold reaches the target on qqp/dev")
     threshold, precision, recall = best
-    shipped = Verifier(**{**verifier.__dict__, "threshold": round(threshold, 3)})
+    shipped = dataclasses.replace(verifier, threshold=round(threshold, 3))  # (fields worked out at init: not copied)
     shipped.save(args.out)
     report = {
         "version": VERSION,

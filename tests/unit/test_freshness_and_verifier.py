@@ -343,10 +343,10 @@ def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candid
         # the same number, in words or digits
         ("Give me three reasons to learn Rust", "Give me 3 reasons to learn Rust", None),
         ("Write a SQL query for the second highest salary", "SQL query: the 2nd highest salary", None),
-        # a number word on one side only is left to the networks (digits are not: "top 5" / "top" is numbers)
+        # a number on one side only is left to the networks (they weigh it: session 14, docs/quality.md)
         ("Explain quantum computing like I'm five", "Explain quantum computing in simple terms", None),
         ("What are the five best movies of all time?", "What are the best movies of all time?", None),
-        ("What are the 5 best movies of all time?", "What are the best movies of all time?", "numbers"),
+        ("What are the 5 best movies of all time?", "What are the best movies of all time?", None),
         # not counts: "one", "first", and "second" as a unit of time or in "second-hand"
         ("What is one of the best books on Go?", "What is a good book on Go?", None),
         ("What should I do on a first date?", "What should I do on a date?", None),
