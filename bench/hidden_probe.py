@@ -40,7 +40,7 @@ from _common import (
     shipped_policy,
     statements,
 )
-from peers import WithoutExactProbe, redisvl_cache
+from peers import WithoutExactProbe, peer_arguments, redisvl_cache
 
 from semcache.adapters.redis_store import RedisStore
 from semcache.core.fingerprint import normalize_text, scope_fingerprint
@@ -160,11 +160,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=300)
-    parser.add_argument("--questions", type=int, default=100, help="the first N paraphrase pairs of mock_data")
-    parser.add_argument("--cosine", type=float, default=0.85, help="the peers' single cosine threshold")
-    args = parser.parse_args()
+    args = peer_arguments(__doc__.splitlines()[0], iterations=300)
     with bundled_redis() as url:
         result = asyncio.run(run(args, url))
     for key in ("p50_ms", "over_redisvl", "judge_p50_ms"):

@@ -242,12 +242,17 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=200)
+def peer_arguments(description: str, iterations: int) -> argparse.Namespace:
+    """The command line of a bench that times semcache beside its peers on GPTCache's paraphrases."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--iterations", type=int, default=iterations)
     parser.add_argument("--questions", type=int, default=100, help="the first N paraphrase pairs of mock_data")
     parser.add_argument("--cosine", type=float, default=0.85, help="the peers' single cosine threshold")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = peer_arguments(__doc__.splitlines()[0], iterations=200)
     with bundled_redis() as url:
         result = asyncio.run(run(args, url))
     print(f"\n{'':40}{'p50 ms':>10}{'p99 ms':>10}{'missed':>8}")
