@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -88,15 +89,17 @@ async def _create_index() -> int:
 
 
 def _explain(stored: str | None, asked: str | None, pairs_file: str | None) -> int:
-    import json
-
-    if (pairs_file is None) == (stored is None or asked is None) or (pairs_file and (stored or asked)):
-        print("semcache explain: give STORED and ASKED, or --pairs FILE", file=sys.stderr)
-        return 2
+    usage = "semcache explain: give STORED and ASKED, or --pairs FILE"
     pairs: list[tuple[str, str]] = []
     if pairs_file is None:
-        pairs.append((str(stored), str(asked)))
+        if stored is None or asked is None:
+            print(usage, file=sys.stderr)
+            return 2
+        pairs.append((stored, asked))
     else:
+        if stored is not None or asked is not None:
+            print(usage, file=sys.stderr)
+            return 2
         try:
             text = sys.stdin.read() if pairs_file == "-" else Path(pairs_file).read_text(encoding="utf-8")
         except OSError as exc:
@@ -115,8 +118,6 @@ def _explain(stored: str | None, asked: str | None, pairs_file: str | None) -> i
 
 
 async def _explain_pairs(pairs: list[tuple[str, str]]) -> int:
-    import json
-
     from semcache.bootstrap import build_embedder, build_policy, limit_blas_threads, load_settings
     from semcache.explain import explain
 

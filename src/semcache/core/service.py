@@ -527,8 +527,8 @@ class CacheService:
 
     @property
     def ruled_out(self) -> dict[str, int]:
-        """Candidates the verifier's rules have ruled out so far, by rule (numbers, roles, opposites, shape), and
-        lookups that searched past them ("searched_further")."""
+        """Candidates the verifier's rules have ruled out so far, by rule (verifier.RULES), and lookups that searched
+        past them ("searched_further")."""
         return {**{rule: self._ruled_out[rule] for rule in RULES}, "searched_further": self._searched_further}
 
     async def delete(self, entry_id: str, *, tenant: str | None) -> bool:

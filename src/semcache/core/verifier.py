@@ -10,7 +10,8 @@ probability reaches the operating threshold chosen on held-out data. Inference i
 numpy: well under a millisecond.
 
 Rules overrule the networks where the embeddings cannot see the difference (veto()): different numbers, the same
-words in swapped roles, opposites, differently shaped answers. docs/quality.md has them with their measurements.
+words in swapped roles, opposites, differently shaped answers, other data handed over. docs/quality.md has them
+with their measurements.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import functools
 import io
 import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,14 +114,15 @@ _OPPOSITES = frozenset(
 )
 # What a prompt asks of the answer's shape, beyond its subject: "explain quantum computing in simple terms" and
 # "...in detail" want different answers (served at confidence 0.99 before this rule).
+_COUNT = r"(?:one|a single|a few|two|three|four|five|\d+)"
 _SHAPES = (
     ("detail", r"\bin (?:great |more |full |much )?detail\b|\bdetailed\b|\bin[- ]depth\b|\bthorough(?:ly)?\b"
      r"|\bcomprehensive(?:ly)?\b|\bstep[- ]by[- ]step\b"),
     ("brief", r"\bbrief(?:ly)?\b|\bconcise(?:ly)?\b|\bin a nutshell\b|\btl;?dr\b|\bshort answer\b"),
     # a length in a unit of its own: "in one word" is not "in one sentence" (the count is the numbers rule's)
-    ("words", r"\bin (?:one|a single|a few|two|three|four|five|\d+) words?\b"),
-    ("sentences", r"\bin (?:one|a single|a few|two|three|four|five|\d+) (?:sentences?|lines?)\b"),
-    ("paragraphs", r"\bin (?:one|a single|a few|two|three|four|five|\d+) paragraphs?\b"),
+    ("words", rf"\bin {_COUNT} words?\b"),
+    ("sentences", rf"\bin {_COUNT} (?:sentences?|lines?)\b"),
+    ("paragraphs", rf"\bin {_COUNT} paragraphs?\b"),
     ("simple", r"\bin simple (?:terms|words|language|english)\b|\bsimply put\b|\beli5\b|\blayman'?s? terms\b"
      r"|\blike (?:i'?m|i am) (?:five|5|a child|a kid|a beginner)\b"
      r"|\bto a (?:child|kid|five[- ]year[- ]old|5[- ]year[- ]old|layman)\b"),
@@ -199,11 +202,11 @@ _COLON = re.compile(r":\s+(?=\S)")
 LEXICAL_FEATURES = 14
 
 
-def _data(text: str) -> frozenset[str]:
+def _data(text: str, words: frozenset[str]) -> frozenset[str]:
     """The data the text hands over (see _QUOTED): quoted spans, or a phrase to say or translate "in <Language>", or
     what follows "<an instruction naming it>: "."""
     found = [next(g for g in m.groups() if g is not None) for m in _QUOTED.finditer(text)]
-    if not found and not _PHRASE_CUES.isdisjoint(_WORD.findall(text.lower())):
+    if not found and not _PHRASE_CUES.isdisjoint(words):
         found = [m.group(1) for m in _PHRASE.finditer(text) if _a_phrase(m.group(1))]
     colon = None if found else _COLON.search(text)  # (quoted spans after the colon are the data themselves)
     if colon is not None:
@@ -289,15 +292,20 @@ def _roles(tokens: list[str]) -> Roles:
     return tuple(roles)
 
 
+def _traded(q: TextProfile, c: TextProfile) -> Iterator[tuple[str, str, str]]:
+    """For each directional word both texts use whose two sides trade places between them: the word, and the word
+    before it in each text ("greater" in "greater than")."""
+    for word, previous, before, after in q.roles:
+        for word2, previous2, before2, after2 in c.roles:
+            if word == word2 and before & after2 and after & before2:
+                yield word, previous, previous2
+
+
 def _swapped(q: TextProfile, c: TextProfile) -> bool:
     """True if two words trade places across a directional word: "from .NET to Java" and "from Java to .NET",
     "is Messi better than Ronaldo" and "is Ronaldo better than Messi". "than" counts only after the same word:
     "greater than" and "smaller than" with the sides swapped say the same thing."""
-    for word, previous, before, after in q.roles:
-        for word2, previous2, before2, after2 in c.roles:
-            if word == word2 and (word != "than" or previous == previous2) and before & after2 and after & before2:
-                return True
-    return False
+    return any(word != "than" or previous == previous2 for word, previous, previous2 in _traded(q, c))
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +362,9 @@ def _profile(text: str) -> TextProfile:
             w if w in _FORMS else w[:-1] for w in words if w in _FORMS or (w[-1] == "s" and w[:-1] in _FORMS)
         ),
         audience=frozenset() if words.isdisjoint(_AUDIENCE_NOUNS) else _audience(lowered),
-        data=_data(text) if _DATA_MARKS.intersection(text) or not _PHRASE_CUES.isdisjoint(words) else frozenset(),
+        data=_data(text, words)
+        if _DATA_MARKS.intersection(text) or not _PHRASE_CUES.isdisjoint(words)
+        else frozenset(),
     )
 
 
@@ -417,11 +427,7 @@ def _opposed(q: TextProfile, c: TextProfile) -> bool:
 def _comparison_turned_round(q: TextProfile, c: TextProfile) -> bool:
     """True if the two sides of a "than" trade places: "Is Go faster than Rust?" and "Is Rust slower than Go?" ask
     the same thing, their opposites notwithstanding."""
-    return any(
-        word == word2 == "than" and before & after2 and after & before2
-        for word, _, before, after in q.roles
-        for word2, _, before2, after2 in c.roles
-    )
+    return any(word == "than" for word, _, _ in _traded(q, c))
 
 
 def _opposites(pair: frozenset[str], words: frozenset[str]) -> bool:
@@ -489,11 +495,11 @@ def _veto(q: TextProfile, c: TextProfile) -> str | None:
 def veto(query: str, candidate: str) -> str | None:
     """Why the pair is never served, whatever the network says, or None: the two texts name different numbers
     ("numbers": "top 5" and "top 10" are different questions), give the same words swapped roles ("roles": "convert a
-    list to a string" and "convert a string to a list"), differ only by a pair of opposites or of
-    siblings ("opposites": "the positive effects of caffeine", "the negative effects"; "time complexity", "space
-    complexity"), or ask for
-    differently shaped answers ("shape": "in simple terms", "in detail"; "a poem", "a haiku"). Embeddings barely see
-    any of these."""
+    list to a string" and "convert a string to a list"), differ only by a pair of opposites or of siblings
+    ("opposites": "the positive effects of caffeine", "the negative effects"; "time complexity", "space
+    complexity"), ask for differently shaped answers ("shape": "in simple terms", "in detail"; "a poem", "a haiku"),
+    or each hand over data the other lacks ("data": "Summarize: <one text>", "Summarize: <another>"). Embeddings
+    barely see any of these."""
     return _veto(profile(query), profile(candidate))
 
 
