@@ -404,11 +404,7 @@ class CacheService:
         """Exact tier, then semantic tier; returns the hit (or None), the query's vector if one was computed, and
         why the semantic tier was skipped if it was for want of time."""
         scope, normalized = asked.scope, asked.normalized
-        early: tuple[Sized | None] | EmbedderError | None = None  # the model's input, made during the probe
-        if len(self._inflight) == 1 and not self._recent.holds(asked.tenant, normalized):
-            entry, early = await self._probe_while_preparing(asked)
-        else:
-            entry = await self._store.get(asked.eid)
+        entry = await self._store.get(asked.eid)
         if entry is not None and entry.scope == scope:
             return _from_entry(entry, tier="exact", similarity=None, confidence=None), None, None
         if asked.volatile:
@@ -419,11 +415,11 @@ class CacheService:
         if vector is None:
             if self._embedder_busy():
                 return None, None, EMBEDDER_BUSY
-            if isinstance(early, EmbedderError):
-                raise early
-            prepared = early[0] if early is not None else self._prepare_query(normalized)
+            prepared = self._prepare(normalized)
             if prepared is None:
                 return None, None, TOO_LONG
+            if self._policy.verifier is not None:
+                self._policy.verifier.prepare(normalized)  # now, while the CPU's caches are warm
             vector = await self._embed_prepared(prepared, normalized, asked.tenant)
         k = self._policy.candidates
         found = await self._store.search(scope, vector, k, asked=asked.eid)
@@ -438,38 +434,6 @@ class CacheService:
             deeper = await self._store.search(scope, vector, k + LOOK_FURTHER, asked=asked.eid)
             hit, _, _ = self._judge(asked, vector, deeper[k:], until_numbers=True)
         return hit, vector, why_not if hit is None else None
-
-    async def _probe_while_preparing(
-        self, asked: _Asked
-    ) -> tuple[Entry | None, tuple[Sized | None] | EmbedderError]:
-        """The exact tier's entry, and the embedding's input for the semantic tier, made while the probe's round
-        trip is under way (or the embedder's error in making it: raised only if the probe misses).
-
-        For a request served alone (a Lambda instance's every request; a server's when no other is in flight) the
-        CPU would otherwise idle through that round trip, and tokenising the text and profiling it for the
-        verifier take about as long (0.25-0.3 ms each after a model run, docs/performance.md). An exact hit has
-        then tokenised for nothing, in time it spent waiting anyway. Under load the round trip's time goes to
-        other requests, and the probe is awaited first (CacheService._lookup)."""
-        probing = asyncio.ensure_future(self._store.get(asked.eid))
-        try:
-            await asyncio.sleep(0)  # the probe's task runs until it waits for the reply: the command is sent
-            early: tuple[Sized | None] | EmbedderError
-            try:  # (whether the question is time-sensitive is judged later: an exact hit needs no verdict)
-                early = (self._prepare_query(asked.normalized),)
-            except EmbedderError as exc:
-                early = exc
-            return await probing, early
-        except BaseException:
-            probing.cancel()
-            raise
-
-    def _prepare_query(self, normalized: str) -> Sized | None:
-        """The embedder's input for the asked text (None if too long), and the verifier's profile of the text made
-        now, while the CPU's caches are warm (after the model run they are cold)."""
-        prepared = self._prepare(normalized)
-        if prepared is not None and self._policy.verifier is not None:
-            self._policy.verifier.prepare(normalized)
-        return prepared
 
     def _judge(
         self, asked: _Asked, vector: Vector, found: list[Match], *, until_numbers: bool = False
@@ -738,10 +702,6 @@ class _RecentVectors:
         self._size = size
         self._vectors: OrderedDict[tuple[str, str], Vector] = OrderedDict()
         self.reused = 0
-
-    def holds(self, tenant: str, text: str) -> bool:
-        """Whether text's vector is kept for tenant (not counted as a use)."""
-        return (tenant, text) in self._vectors
 
     def get(self, tenant: str, text: str) -> Vector | None:
         vector = self._vectors.get((tenant, text))
