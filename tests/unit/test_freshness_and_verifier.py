@@ -381,6 +381,21 @@ def test_numbers_written_as_words_count_as_numbers(query: str, candidate: str, r
         ("How long to boil an egg for a soft yolk?", "How long to boil an egg for a hard yolk?", "opposites"),
         ("What foods should I eat during pregnancy?", "What foods should I avoid during pregnancy?", "opposites"),
         ("How do I turn off dark mode in Chrome?", "How do I turn on dark mode in Chrome?", "opposites"),
+        # two operations on one thing (served at 0.88-0.95 before session 15), not two words for one operation
+        (
+            "How to create a virtual environment in Python",
+            "How to activate a virtual environment in Python",
+            "opposites",
+        ),
+        (
+            "How to check if a string contains a substring in Java",
+            "How to check if a string starts with a substring in Java",
+            "opposites",
+        ),
+        ("How do I deactivate my Facebook account?", "How do I delete my Facebook account?", "opposites"),
+        ("How do I remove a directory in Linux?", "How do I delete a directory in Linux?", None),
+        ("How do I upgrade pip?", "How do I update pip?", None),
+        ("How do I start a business?", "How do I create a business?", None),  # "start": not listed, two meanings
         # comparisons turned round (served at 0.90-0.96), unless the sides of the "than" trade places too
         ("Which is bigger, the Moon or Mercury?", "Which is smaller, the Moon or Mercury?", "opposites"),
         ("Is Rust faster than Go?", "Is Rust slower than Go?", "opposites"),

@@ -112,6 +112,19 @@ _OPPOSITES = frozenset(
     earlier/later earliest/latest over/under expand/collapse maximize/minimize speed/slow synonym/antonym
     synonyms/antonyms""".split()
 )
+# Operations on a thing: two words of different groups are siblings as opposites are ("how to create a virtual
+# environment" and "...activate a virtual environment"; "check if a string contains a substring" and "...starts
+# with a substring"), words of one group are not ("delete" and "remove"). Words that also name another group's
+# operation are left out ("start" a business is to create one, "start" a service to run it); so are nouns ("test").
+_OPERATIONS = tuple(
+    frozenset(group.split())
+    for group in """create make build generate | delete remove erase destroy uninstall | activate | deactivate |
+    install | update upgrade | downgrade | rename | copy duplicate clone | move | merge combine concatenate |
+    split | sort | shuffle | reverse | contains includes | starts begins | ends | find search locate | replace
+    substitute | convert | compare | reset | restore | backup | connect | disconnect | login | logout | compile |
+    deploy | debug""".split("|")
+)
+_OPERATION = {word: i for i, group in enumerate(_OPERATIONS) for word in group}
 # What a prompt asks of the answer's shape, beyond its subject: "explain quantum computing in simple terms" and
 # "...in detail" want different answers (served at confidence 0.99 before this rule).
 _COUNT = r"(?:one|a single|a few|two|three|four|five|\d+)"
@@ -431,12 +444,15 @@ def _comparison_turned_round(q: TextProfile, c: TextProfile) -> bool:
 
 
 def _opposites(pair: frozenset[str], words: frozenset[str]) -> bool:
-    """Whether the two words are opposites: listed (_OPPOSITES), or one is the other negated by a prefix ("install",
+    """Whether the two words are opposites or siblings: listed (_OPPOSITES), two operations on a thing (_OPERATIONS:
+    "create" and "activate"), or one is the other negated by a prefix ("install",
     "uninstall"; "activate", "deactivate"; "relevant", "irrelevant"), a prefix that is not a word of the texts
     (words) as well: "infront" is "in front"."""
     if pair in _OPPOSITES:
         return True
     short, long = sorted(pair, key=len)
+    if _OPERATION.get(short, -1) != _OPERATION.get(long, -1) and short in _OPERATION and long in _OPERATION:
+        return True  # two operations on the same thing
     prefix = long[: -len(short)]
     return len(short) > 2 and long.endswith(short) and prefix in _NEGATING_PREFIXES and prefix not in words
 
@@ -497,9 +513,9 @@ def veto(query: str, candidate: str) -> str | None:
     ("numbers": "top 5" and "top 10" are different questions), give the same words swapped roles ("roles": "convert a
     list to a string" and "convert a string to a list"), differ only by a pair of opposites or of siblings
     ("opposites": "the positive effects of caffeine", "the negative effects"; "time complexity", "space
-    complexity"), ask for differently shaped answers ("shape": "in simple terms", "in detail"; "a poem", "a haiku"),
-    or each hand over data the other lacks ("data": "Summarize: <one text>", "Summarize: <another>"). Embeddings
-    barely see any of these."""
+    complexity"; "create a virtual environment", "activate a virtual environment"), ask for differently shaped
+    answers ("shape": "in simple terms", "in detail"; "a poem", "a haiku"), or each hand over data the other lacks
+    ("data": "Summarize: <one text>", "Summarize: <another>"). Embeddings barely see any of these."""
     return _veto(profile(query), profile(candidate))
 
 
