@@ -82,6 +82,7 @@ bench-full: sync models ## the fuller profile: up to 100k entries, longer load l
 	$(UV) run --locked --group bench python bench/peers.py --iterations 600
 	$(UV) run --locked --group bench python bench/load.py --seconds 10 --max-clients 64
 	$(UV) run --locked python bench/knn.py
+	$(UV) run --locked --group bench python bench/stages.py
 
 eval: sync models ## measure the matcher on ../shared/data: writes docs/quality/eval.json and pr_curve.png
 	$(UV) run --locked python eval/run_eval.py
