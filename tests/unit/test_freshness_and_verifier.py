@@ -578,7 +578,10 @@ async def test_a_miss_says_why_the_nearest_stored_question_was_not_served() -> N
 
     opposite = await svc.answer(ask("what are the negative effects of caffeine"), tenant="t")
     assert opposite.cache.status == "miss"
-    assert opposite.cache.reason == "nearest stored question ruled out (opposites): it asks the opposite"
+    assert opposite.cache.reason == (
+        "nearest stored question ruled out (opposites): it asks the opposite, or a sibling"
+        " (time / space, create / activate)"
+    )
 
     far = await svc.answer(ask("how do volcanoes form"), tenant="t")
     assert str(far.cache.reason).startswith("nearest stored question too far (similarity ")

@@ -497,7 +497,7 @@ RULES = tuple(name for name, _ in _RULES)
 RULE_SAYS = {
     "numbers": "it names other numbers",
     "roles": "its words play other roles",
-    "opposites": "it asks the opposite",
+    "opposites": "it asks the opposite, or a sibling (time / space, create / activate)",
     "shape": "it asks for another kind of answer",
     "data": "it hands over other data",
 }
