@@ -444,15 +444,16 @@ def _comparison_turned_round(q: TextProfile, c: TextProfile) -> bool:
 
 
 def _opposites(pair: frozenset[str], words: frozenset[str]) -> bool:
-    """Whether the two words are opposites or siblings: listed (_OPPOSITES), two operations on a thing (_OPERATIONS:
-    "create" and "activate"), or one is the other negated by a prefix ("install",
-    "uninstall"; "activate", "deactivate"; "relevant", "irrelevant"), a prefix that is not a word of the texts
-    (words) as well: "infront" is "in front"."""
+    """Whether the two words are opposites or siblings: listed (_OPPOSITES), two operations of different groups
+    (_OPERATIONS: "create" and "activate"), or one is the other negated by a prefix ("install", "uninstall";
+    "activate", "deactivate"; "relevant", "irrelevant"), a prefix that is not a word of the texts (words) as well:
+    "infront" is "in front"."""
     if pair in _OPPOSITES:
         return True
     short, long = sorted(pair, key=len)
-    if _OPERATION.get(short, -1) != _OPERATION.get(long, -1) and short in _OPERATION and long in _OPERATION:
-        return True  # two operations on the same thing
+    groups = _OPERATION.get(short), _OPERATION.get(long)
+    if None not in groups and groups[0] != groups[1]:
+        return True
     prefix = long[: -len(short)]
     return len(short) > 2 and long.endswith(short) and prefix in _NEGATING_PREFIXES and prefix not in words
 
