@@ -11,7 +11,7 @@ the bare embedding, each after a model run on another text. Reported, as medians
     networks), and the rest of the lookup and of the request;
   - Redis's own time per FT.SEARCH (its SLOWLOG, in us) for semcache's scope-filtered KNN and RedisVL's range query;
   - the raw round trip of a one-key command on a plain socket, back to back and right after a model run (what the
-    VM's idle core costs to wake), against the same command through semcache's store.
+    VM's idle core costs to wake), against the same command on the store's connection and through its get.
 Stage timers wrap the service's and the store's own methods on these instances only (a measurement; nothing of
 semcache is changed). Results on stdout and under bench/results/.
 """
@@ -162,7 +162,8 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
 async def _round_trips(url: str, store: Any, embedder: Any, n: int) -> dict[str, float]:
     """A one-key command's round trip (HMGET of an absent key): on a plain socket back to back, and right after a
-    model run; through semcache's store right after a model run."""
+    model run; right after a model run through the store's connection for lone commands (redis-py's asyncio
+    connection, our packing), and through the store's get (its time budget, error translation and decoding too)."""
     host, port = url.removeprefix("redis://").split("/")[0].split(":")
     sock = socket.create_connection((host, int(port)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -173,17 +174,24 @@ async def _round_trips(url: str, store: Any, embedder: Any, n: int) -> dict[str,
         select.select([sock], [], [])
         sock.recv(4096)
 
-    out: dict[str, list[float]] = {"socket_back_to_back": [], "socket_after_model_run": [], "store_after_model_run": []}
+    out: dict[str, list[float]] = {
+        "socket_back_to_back": [],
+        "socket_after_model_run": [],
+        "lone_connection_after_model_run": [],
+        "store_after_model_run": [],
+    }
     for _ in range(n):
         started = time.perf_counter()
         raw()
         out["socket_back_to_back"].append((time.perf_counter() - started) * 1e3)
     for i in range(n):
-        for label in ("socket_after_model_run", "store_after_model_run"):
+        for label in ("socket_after_model_run", "lone_connection_after_model_run", "store_after_model_run"):
             embedder.embed([f"a statement of some typical length, embedded before the command ({i})"])
             started = time.perf_counter()
             if label == "store_after_model_run":
                 await store.get("0" * 32)
+            elif label == "lone_connection_after_model_run":  # the store's command, without its budget and decoding
+                await store._reads.execute(("HMGET", store.key("0" * 32), "v"))
             else:
                 raw()
             out[label].append((time.perf_counter() - started) * 1e3)
