@@ -84,29 +84,28 @@ _NEGATING_PREFIXES = frozenset({"un", "de", "dis", "in", "im", "il", "ir", "non"
 # time complexity" and "the space complexity", "sort by key" and "sort by value", for different things. A yes/no
 # question turned round ("Is coffee good for your heart?", "...bad for your heart?") is matched no more: Quora
 # counts it one question, but an LLM's answer opens with its verdict ("No, ..."), which reads the wrong way round.
+# Not listed: a word and the same word negated by a prefix ("lock" / "unlock") and two operations (_OPERATIONS), which
+# _opposites() finds itself; "formal" / "informal" is, since "in" is also a word the prefix test must allow for.
 _OPPOSITES = frozenset(
     frozenset(pair.split("/"))
-    for pair in """good/bad best/worst better/worse advantages/disadvantages advantage/disadvantage pros/cons pro/con
-    benefits/drawbacks upsides/downsides positive/negative increase/decrease easiest/hardest easy/hard easy/difficult
-    strengths/weaknesses love/hate high/low highest/lowest least/most legal/illegal possible/impossible happy/sad
-    right/wrong success/failure healthy/unhealthy cheap/expensive biggest/smallest largest/smallest fastest/slowest
-    strongest/weakest rich/poor ascending/descending formal/informal encode/decode encoding/decoding
-    encrypt/decrypt encryption/decryption compress/decompress compression/decompression serialize/deserialize
-    serialization/deserialization upload/download uploading/downloading enable/disable enabling/disabling
-    enabled/disabled install/uninstall installing/uninstalling lock/unlock mute/unmute import/export
-    importing/exporting push/pull buy/sell buying/selling gain/lose maximum/minimum max/min uppercase/lowercase
-    add/remove adding/removing start/stop open/close show/hide in/out on/off soft/hard time/space key/value keys/values
-    horizontal/vertical horizontally/vertically row/column rows/columns read/write reading/writing client/server
-    frontend/backend input/output inputs/outputs sync/async synchronous/asynchronous public/private static/dynamic
-    local/global absolute/relative width/height left/right up/down inner/outer internal/external inside/outside
-    above/below send/receive sending/receiving sender/receiver request/response dark/light hot/cold warm/cold
-    wet/dry long/short beginner/advanced beginners/advanced beginner/expert beginners/experts junior/senior
-    male/female men/women man/woman boys/girls boy/girl husband/wife boyfriend/girlfriend mother/father mom/dad
-    son/daughter brother/sister day/night summer/winter odd/even true/false first/last previous/next
-    forward/backward forwards/backwards prefix/suffix mean/median lower/upper debit/credit acid/base
-    acidic/basic inbound/outbound north/south east/west eat/avoid include/exclude bigger/smaller larger/smaller
-    greater/smaller greater/less heavier/lighter faster/slower higher/lower raise/lower increase/lower increase/reduce
-    top/bottom before/after older/younger oldest/youngest oldest/newest longer/shorter longest/shortest
+    for pair in """good/bad best/worst better/worse pros/cons pro/con benefits/drawbacks upsides/downsides
+    positive/negative increase/decrease easiest/hardest easy/hard easy/difficult strengths/weaknesses love/hate high/low
+    highest/lowest least/most happy/sad right/wrong success/failure cheap/expensive biggest/smallest largest/smallest
+    fastest/slowest strongest/weakest rich/poor ascending/descending formal/informal encode/decode encoding/decoding
+    encrypt/decrypt encryption/decryption upload/download uploading/downloading enable/disable enabling/disabling
+    enabled/disabled import/export importing/exporting push/pull buy/sell buying/selling gain/lose maximum/minimum
+    max/min uppercase/lowercase add/remove adding/removing start/stop open/close show/hide in/out on/off soft/hard
+    time/space key/value keys/values horizontal/vertical horizontally/vertically row/column rows/columns read/write
+    reading/writing client/server frontend/backend input/output inputs/outputs sync/async synchronous/asynchronous
+    public/private static/dynamic local/global absolute/relative width/height left/right up/down inner/outer
+    internal/external inside/outside above/below send/receive sending/receiving sender/receiver request/response
+    dark/light hot/cold warm/cold wet/dry long/short beginner/advanced beginners/advanced beginner/expert
+    beginners/experts junior/senior male/female men/women man/woman boys/girls boy/girl husband/wife
+    boyfriend/girlfriend mother/father mom/dad son/daughter brother/sister day/night summer/winter odd/even true/false
+    first/last previous/next forward/backward forwards/backwards prefix/suffix mean/median lower/upper debit/credit
+    acid/base acidic/basic inbound/outbound north/south east/west eat/avoid include/exclude bigger/smaller
+    larger/smaller greater/smaller greater/less heavier/lighter faster/slower higher/lower raise/lower increase/lower
+    increase/reduce top/bottom before/after older/younger oldest/youngest oldest/newest longer/shorter longest/shortest
     stronger/weaker richer/poorer richest/poorest hotter/colder warmer/colder hottest/coldest easier/harder
     thicker/thinner wider/narrower taller/shorter tallest/shortest deeper/shallower closer/farther early/late
     earlier/later earliest/latest over/under expand/collapse maximize/minimize speed/slow synonym/antonym
