@@ -39,6 +39,7 @@ from _common import (
     shipped_embedder,
     shipped_policy,
     statements,
+    time_calls,
 )
 from peers import WithoutExactProbe, peer_arguments, redisvl_cache
 
@@ -110,9 +111,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "probeless": service(WithoutExactProbe(stores["probeless"])),
         "peer_work": service(WithoutExactProbe(stores["peer_work"]), Policy(min_similarity=args.cosine)),
     }
-    rvl = redisvl_cache(url, embedder, args.cosine)
-    for text, vec in zip(origins, vectors, strict=True):
-        rvl.store(prompt=text, response=f"answer to {text}", vector=vec.tolist())
+    rvl = redisvl_cache(url, embedder, args.cosine, origins, vectors)
     common = []
     for p in pairs[: args.questions]:
         served = [(await s.answer(ask(p["similar"]), tenant="bench")).cache.status == "hit" for s in services.values()]
@@ -120,17 +119,8 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             common.append(p["similar"])
 
     judged: dict[str, list[float]] = {name: [] for name in services}
-    judge = CacheService._judge
-
-    def timed_judge(self: CacheService, *a: Any, **k: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return judge(self, *a, **k)
-        finally:
-            judged[names_of[id(self)]].append((time.perf_counter() - started) * 1e3)
-
-    names_of = {id(s): name for name, s in services.items()}
-    CacheService._judge = timed_judge  # type: ignore[method-assign]
+    for name, svc in services.items():
+        time_calls(judged[name], svc, "_judge")
     timings: dict[str, list[float]] = {name: [] for name in NAMES}
     for i in range(args.iterations):
         text = common[i % len(common)]
@@ -144,7 +134,6 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 answer = await services[name].answer(ask(text), tenant="bench")
                 assert answer.cache.status == "hit", (name, answer.cache)
             timings[name].append((time.perf_counter() - started) * 1e3)
-    CacheService._judge = judge  # type: ignore[method-assign]
     rvl.delete()
     for store in stores.values():
         await drop_store(store)

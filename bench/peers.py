@@ -55,7 +55,9 @@ from semcache.core.fingerprint import normalize_text, scope_fingerprint
 from semcache.core.service import CacheService, Policy
 
 
-def redisvl_cache(url: str, embedder: OnnxEmbedder, cosine: float) -> Any:
+def redisvl_cache(url: str, embedder: OnnxEmbedder, cosine: float, texts: list[str], vectors: np.ndarray) -> Any:
+    """RedisVL's SemanticCache over our embedder, holding texts (answered "answer to <text>"), stored with their
+    vectors already computed (its store embeds otherwise; only lookups are timed)."""
     from redisvl.extensions.cache.llm import SemanticCache
     from redisvl.utils.vectorize import CustomVectorizer
 
@@ -63,9 +65,12 @@ def redisvl_cache(url: str, embedder: OnnxEmbedder, cosine: float) -> Any:
         embed=lambda text, **_: embedder.embed([text])[0].tolist(),
         embed_many=lambda texts, **_: embedder.embed(texts).tolist(),
     )
-    return SemanticCache(
+    cache = SemanticCache(
         name=f"rvl{uuid.uuid4().hex[:6]}", distance_threshold=1 - cosine, vectorizer=vectorizer, redis_url=url
     )
+    for text, vector in zip(texts, vectors, strict=True):
+        cache.store(prompt=text, response=f"answer to {text}", vector=vector.tolist())
+    return cache
 
 
 def gptcache_cache(folder: Path, embed: Callable[[str], np.ndarray], cosine: float) -> Any:
@@ -141,10 +146,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     peer_work = CacheService(embedder=embedder, store=WithoutExactProbe(stores["peer-work"]), llm=InstantLLM(),
                              policy=Policy(min_similarity=args.cosine), embed_inline=True)  # fmt: skip
 
-    # RedisVL: stored with the vectors already computed (its store embeds otherwise; only lookups are timed)
-    rvl = redisvl_cache(url, embedder, args.cosine)
-    for text, vec in zip(origins, vectors, strict=True):
-        rvl.store(prompt=text, response=f"answer to {text}", vector=vec.tolist())
+    rvl = redisvl_cache(url, embedder, args.cosine, origins, vectors)
 
     # GPTCache: while filling, its embedding function looks the vectors up; when timed, it embeds
     known = {normalize_text(t): v for t, v in zip(origins, vectors, strict=True)}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import select
 import socket
 import statistics
@@ -40,8 +39,9 @@ from _common import (
     shipped_embedder,
     shipped_policy,
     statements,
+    time_calls,
 )
-from peers import redisvl_cache
+from peers import peer_arguments, redisvl_cache
 
 from semcache.core.fingerprint import scope_fingerprint
 from semcache.core.service import CacheService
@@ -54,34 +54,6 @@ STAGES = {  # (object attribute, method): stage
     ("service", "_judge"): "judge",
     ("service", "_lookup"): "lookup",
 }
-
-
-def _timed(timings: dict[str, list[float]], owner: Any, name: str, stage: str) -> None:
-    """Time every call of owner.name (this instance's) into timings[stage], in ms."""
-    method = getattr(owner, name)
-
-    if asyncio.iscoroutinefunction(method):
-
-        @functools.wraps(method)
-        async def timed_async(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return await method(*args, **kwargs)
-            finally:
-                timings[stage].append((time.perf_counter() - started) * 1e3)
-
-        setattr(owner, name, timed_async)
-    else:
-
-        @functools.wraps(method)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                timings[stage].append((time.perf_counter() - started) * 1e3)
-
-        setattr(owner, name, timed)
 
 
 def _slowlog_us(client: redis.Redis, index: str) -> list[float]:
@@ -101,9 +73,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                vectors)  # fmt: skip
     service = CacheService(embedder=embedder, store=store, llm=InstantLLM(kept=False), policy=policy,
                            embed_inline=True)  # fmt: skip
-    rvl = redisvl_cache(url, embedder, args.cosine)
-    for text, vec in zip(origins, vectors, strict=True):
-        rvl.store(prompt=text, response=f"answer to {text}", vector=vec.tolist())
+    rvl = redisvl_cache(url, embedder, args.cosine, origins, vectors)
     await asyncio.sleep(0.5)
     served = [p for p in pairs[: args.questions]
               if (await service.answer(ask(p["similar"]), tenant="bench")).cache.tier == "semantic"
@@ -112,7 +82,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     timings: dict[str, list[float]] = {s: [] for s in (*STAGES.values(), "answer", "rvl_check", "embed")}
     owners = {"store": store, "service": service}
     for (owner, name), stage in STAGES.items():
-        _timed(timings, owners[owner], name, stage)
+        time_calls(timings[stage], owners[owner], name)
     client = redis.Redis.from_url(url)
     client.config_set("slowlog-max-len", 100_000)
     client.config_set("slowlog-log-slower-than", 0)
@@ -200,11 +170,7 @@ async def _round_trips(url: str, store: Any, embedder: Any, n: int) -> dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=300)
-    parser.add_argument("--questions", type=int, default=100, help="the first N paraphrase pairs of mock_data")
-    parser.add_argument("--cosine", type=float, default=0.85, help="RedisVL's cosine threshold")
-    args = parser.parse_args()
+    args = peer_arguments(__doc__.splitlines()[0], iterations=300)
     with bundled_redis() as url:
         result = asyncio.run(run(args, url))
     p50 = result["p50_ms"]

@@ -75,5 +75,5 @@ async def explain(stored: str, asked: str, *, embedder: Embedder, policy: Policy
         "min_cosine": policy.min_similarity,
         "rule": rule,
         "confidence": confidence,
-        "threshold": policy.min_confidence or (verifier.threshold if verifier is not None else None),
+        "threshold": policy.confidence_threshold,
     }

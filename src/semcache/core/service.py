@@ -94,6 +94,11 @@ class Policy:
     stored with the response if the model has caught up by then, else in the background once a runner is free.
     math.inf: always wait."""
 
+    @property
+    def confidence_threshold(self) -> float | None:
+        """The verifier's threshold in force: min_confidence if set, else the verifier's own (None without either)."""
+        return self.min_confidence or (self.verifier.threshold if self.verifier is not None else None)
+
     def __post_init__(self) -> None:
         check_ttl(self.ttl_seconds, "ttl_seconds")
         check_similarity(self.min_similarity, "min_similarity")
@@ -187,7 +192,7 @@ class CacheService:
         self._clock = clock
         self._thresholds = TenantThresholds(
             lambda tenant: store.verdicts(self._calibration_key(tenant)),
-            base=policy.min_confidence or (policy.verifier.threshold if policy.verifier else 1.0),
+            base=policy.confidence_threshold or 1.0,
             max_error=policy.max_error,
             refresh_s=policy.calibration_refresh_s,
             monotonic=monotonic,
