@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from data import ROOT, Pairs, embed_cached, gptcache_paraphrases, labelled_pairs, qqp
+from features import pair_matrix
 
 from semcache.core.fingerprint import normalize_text
 from semcache.core.verifier import DEFAULT_PATH, Verifier, veto
@@ -47,11 +48,8 @@ def networks_serve(pairs: Pairs, which: list[int]) -> list[int]:
     vectors = embed_cached(a + b, e.embed, e.id, batch=8)
     va, vb = vectors[: len(a)], vectors[len(a) :]
     cosine = np.einsum("ij,ij->i", va, vb)
-    return [
-        i
-        for k, i in enumerate(which)
-        if cosine[k] >= verifier.min_cosine and verifier.networks(b[k], [a[k]], vb[k], [va[k]])[0] >= verifier.threshold
-    ]
+    p = verifier.probability(pair_matrix(b, a, vb, va))  # the networks, in one batch
+    return [i for k, i in enumerate(which) if cosine[k] >= verifier.min_cosine and p[k] >= verifier.threshold]
 
 
 def main() -> None:
