@@ -425,10 +425,11 @@ def _opposed(q: TextProfile, c: TextProfile) -> bool:
     differ = q.words ^ c.words
     if not 2 <= len(differ) <= 4 or _comparison_turned_round(q, c):  # the pair, perhaps stop words ("of" / "for")
         return False
+    words = q.words | c.words
     pairs = [
         pair
         for pair in map(frozenset, itertools.combinations(differ, 2))
-        if _opposites(pair, q.words | c.words)
+        if _opposites(pair, words)
         and not pair <= q.words
         and not pair <= c.words
         and not pair <= q.after_how | c.after_how
@@ -485,27 +486,21 @@ def _other_data(q: TextProfile, c: TextProfile) -> bool:
     return bool(q.data - c.data) and bool(c.data - q.data)
 
 
-_RULES = (
-    ("numbers", _numbers_differ),
-    ("roles", _swapped),
-    ("opposites", _opposed),
-    ("shape", _reshaped),
-    ("data", _other_data),
+_RULES = (  # name, test, and what it says of a stored question it rules out
+    ("numbers", _numbers_differ, "it names other numbers"),
+    ("roles", _swapped, "its words play other roles"),
+    ("opposites", _opposed, "it asks the opposite, or a sibling (time / space, create / activate)"),
+    ("shape", _reshaped, "it asks for another kind of answer"),
+    ("data", _other_data, "it hands over other data"),
 )
-RULES = tuple(name for name, _ in _RULES)
+RULES = tuple(name for name, _, _ in _RULES)
 """The names veto() gives its rules, in the order it tries them."""
-RULE_SAYS = {
-    "numbers": "it names other numbers",
-    "roles": "its words play other roles",
-    "opposites": "it asks the opposite, or a sibling (time / space, create / activate)",
-    "shape": "it asks for another kind of answer",
-    "data": "it hands over other data",
-}
+RULE_SAYS = {name: says for name, _, says in _RULES}
 """What each rule says of a stored question it rules out, in words for a response's cache.reason."""
 
 
 def _veto(q: TextProfile, c: TextProfile) -> str | None:
-    return next((name for name, rules_out in _RULES if rules_out(q, c)), None)
+    return next((name for name, rules_out, _ in _RULES if rules_out(q, c)), None)
 
 
 def veto(query: str, candidate: str) -> str | None:
