@@ -20,7 +20,7 @@ PY312 := $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.pyenv
 export UV_PYTHON ?= $(if $(PY312),$(PY312),python3)
 
 .PHONY: run test lint typecheck pytest sync models redis clean sam-validate sam-build sam-check build-x86_64 coldstart eval \
-	train-verifier finetune eval-adapter eval-int8-gemm eval-distilled eval-ensemble8 eval-implied fuzz bench bench-full
+	train-verifier finetune eval-adapter eval-int8-gemm eval-distilled eval-ensemble8 eval-implied eval-cross fuzz bench bench-full
 
 SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
 ARCH ?= arm64
@@ -116,6 +116,10 @@ eval-implied: sync models ## the verifier trained with the duplicates Quora impl
 	SEMCACHE_VERIFIER_VERSION=qqp-ens4-implied-1 $(UV) run --locked python eval/train_verifier.py --implied 2 \
 		--out .local/eval/verifier-implied.npz
 	$(UV) run --locked python eval/run_eval.py --verifier .local/eval/verifier-implied.npz --out docs/quality/implied
+
+eval-cross: sync models $(TRAIN_PY) ## a cross-encoder beside the verifier (about 45 minutes), measured (not shipped): docs/quality/cross/
+	cd eval && $(TRAIN_PY) cross_encoder.py && $(TRAIN_PY) cross_encoder.py --export
+	$(UV) run --locked python eval/cross_eval.py --out docs/quality/cross
 
 eval-ensemble8: sync models ## a verifier of 8 networks, measured (not shipped): docs/quality/ensemble8/
 	SEMCACHE_VERIFIER_VERSION=qqp-ens8-1 $(UV) run --locked python eval/train_verifier.py --members 8 \
