@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 import torch
 from data import ROOT, Pairs, gptcache_paraphrases, labelled_pairs, qqp
-from finetune import BASE, ensure_base, length_batches
+from finetune import BASE, endless_batches, ensure_base, ranked_figures, warmup_then_linear
 from onnx import helper, numpy_helper
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
@@ -69,19 +69,6 @@ def probabilities(model: CrossEncoder, tokenizer: AutoTokenizer, pairs: Pairs, m
         enc = encode(tokenizer, [pairs.a[i] for i in idx], [pairs.b[i] for i in idx], max_len)
         out[idx] = torch.sigmoid(model(**enc)).numpy()
     model.train(was_training)
-    return out
-
-
-def recall_at_precision(score: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    order = np.argsort(-score)
-    tp = np.cumsum(truth[order])
-    precision, recall = tp / np.arange(1, len(score) + 1), tp / truth.sum()
-    out = {}
-    for target in (0.90, 0.92):
-        ok = precision >= target
-        out[f"recall@p{int(target * 100)}"] = round(float(recall[ok].max()) if ok.any() else 0.0, 4)
-    at60 = recall >= 0.60
-    out["precision@r60"] = round(float(precision[at60].max()), 4)
     return out
 
 
@@ -187,18 +174,12 @@ def main() -> None:
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}], lr=args.lr
         )
-        warmup = max(1, steps // 10)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (steps - s) / max(1, steps - warmup))
-        )
+        schedule = warmup_then_linear(optimizer, steps)
         best = -1.0
         started = time.time()
         model.train()
-        batches: list[list[int]] = []
-        for step in range(1, steps + 1):
-            if not batches:
-                batches = length_batches(train.a, train.b, rows, args.batch)
-            batch = batches.pop()
+        batches = endless_batches(train.a, train.b, rows, args.batch)
+        for step, batch in zip(range(1, steps + 1), batches, strict=False):
             first, second = [], []
             for i in batch:  # each pair in a random order: the judgement must not depend on which side is stored
                 x, y = (train.a[i], train.b[i]) if random.random() < 0.5 else (train.b[i], train.a[i])
@@ -217,7 +198,7 @@ def main() -> None:
                 rate = step / (time.time() - started)
                 print(f"step {step}/{steps} loss {loss.item():.3f} ({rate:.2f} steps/s)", flush=True)
             if step % args.eval_every == 0 or step == steps:
-                figures = recall_at_precision(probabilities(model, tokenizer, dev, args.max_len), dev.duplicate)
+                figures = ranked_figures(probabilities(model, tokenizer, dev, args.max_len), dev.duplicate)
                 print(f"step {step}: dev {figures}", flush=True)
                 score = figures["recall@p92"] + figures["recall@p90"]
                 if score > best:
@@ -238,7 +219,7 @@ def main() -> None:
         np.save(OUT / f"{name}.npy", p)
         line = f"{name}: {len(p)} pairs scored in {time.time() - started:.0f} s"
         if name in ("qqp-dev", "qqp-test"):
-            line += f", alone {recall_at_precision(p, pairs.duplicate)}"
+            line += f", alone {ranked_figures(p, pairs.duplicate)}"
         print(line, flush=True)
 
 
