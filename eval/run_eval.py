@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from data import ROOT, embed_cached, gptcache_paraphrases, labelled_pairs, meancache_conversations, qqp
@@ -35,6 +36,8 @@ from semcache.core.service import CacheService, Policy
 from semcache.core.verifier import DEFAULT_PATH, RULES, Verifier, veto, vetoed
 
 BASELINE_THRESHOLDS = (0.85, 0.90)
+OPERATING_POINTS = (0.50, 0.60, 0.70, 0.80, 0.85, 0.90, 0.92, 0.95)
+"""Thresholds a tenant or request may ask for (min_confidence): the figures at each, for choosing one."""
 
 
 def rates(served: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -170,10 +173,12 @@ def gptcache_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
     va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
     cosine = np.sum(va * vb, axis=1)
     p = _scores(verifier, pairs.b, pairs.a, vb, va)
-    served = (cosine >= verifier.min_cosine) & readable(e, pairs.a, pairs.b) & (p >= verifier.threshold)
+    eligible = (cosine >= verifier.min_cosine) & readable(e, pairs.a, pairs.b)
+    served = eligible & (p >= verifier.threshold)
     return {
         "pairs": len(pairs.a),
         "verifier_recall": round(float(np.mean(served)), 4),
+        "recall_by_threshold": {f"{t:.2f}": round(float(np.mean(eligible & (p >= t))), 4) for t in OPERATING_POINTS},
         "cosine_recall": {f"{t:.2f}": round(float(np.mean(cosine >= t)), 4) for t in BASELINE_THRESHOLDS},
         "populated": asyncio.run(gptcache_populated(e, verifier, va, vb)),
     }
@@ -382,8 +387,9 @@ def prompt_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
     va, vb = v[: len(pairs.a)], v[len(pairs.a) :]
     cosine = np.sum(va * vb, axis=1)
     eligible = (cosine >= verifier.min_cosine) & readable(e, pairs.a, pairs.b)
+    scores = _scores(verifier, pairs.b, pairs.a, vb, va)
     ways = {
-        "served": eligible & (_scores(verifier, pairs.b, pairs.a, vb, va) >= verifier.threshold),
+        "served": eligible & (scores >= verifier.threshold),
         "networks_alone": eligible
         & (verifier.probability(pair_matrix(pairs.b, pairs.a, vb, va)) >= verifier.threshold),
         "cosine_0.85": cosine >= 0.85,
@@ -394,6 +400,9 @@ def prompt_figures(e: OnnxEmbedder, verifier: Verifier) -> dict[str, object]:
             **rates(served, pairs.duplicate),
             "wrong_hits": [f"{pairs.a[i]} | {pairs.b[i]}" for i in np.flatnonzero(served & ~pairs.duplicate)],
         }
+    out["served_by_threshold"] = {
+        f"{t:.2f}": rates(eligible & (scores >= t), pairs.duplicate) for t in OPERATING_POINTS
+    }
     vetoes = (veto(b, a) for a, b in zip(pairs.a, pairs.b, strict=True))
     out["vetoed"] = {f"{a} | {b}": w for a, b, w in zip(pairs.a, pairs.b, vetoes, strict=True) if w is not None}
     return out
@@ -474,6 +483,24 @@ def plot(results: dict[str, object], path: Path, verifier: Verifier) -> None:
     fig.savefig(path, dpi=110)
 
 
+def operating_points(results: dict[str, object], dev: Scored, test: Scored) -> list[dict[str, object]]:
+    """Each of OPERATING_POINTS as served (cosine floor, rules, networks): qqp/dev and qqp/test precision / recall,
+    GPTCache recall, prompt pairs precision / recall. A table for choosing a tenant's or a request's threshold."""
+    gptcache = cast(dict[str, dict[str, float]], results["gptcache"])["recall_by_threshold"]
+    prompts = cast(dict[str, dict[str, dict[str, float]]], results["prompts"])["served_by_threshold"]
+    rows = []
+    for t in OPERATING_POINTS:
+        key = f"{t:.2f}"
+        row: dict[str, object] = {"threshold": t}
+        for name, (_, p, eligible, truth) in (("qqp_dev", dev), ("qqp_test", test)):
+            r = rates(eligible & (p >= t), truth)
+            row[name] = {"precision": r["precision"], "recall": r["recall"]}
+        row["gptcache_recall"] = gptcache[key]
+        row["prompts"] = {"precision": prompts[key]["precision"], "recall": prompts[key]["recall"]}
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "quality")
@@ -496,12 +523,20 @@ def main() -> None:
         "rules": rule_figures(),
         "latency": latency_figures(e, verifier),
     }
+    results["operating_points"] = operating_points(results, dev, test)
     args.out.mkdir(parents=True, exist_ok=True)
     plot(results, args.out / "pr_curve.png", verifier)
     slim = {k: ({kk: vv for kk, vv in v.items() if not kk.startswith("curve")} if isinstance(v, dict) else v)
             for k, v in results.items()}  # fmt: skip
     (args.out / "eval.json").write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(slim, indent=1))
+    print("threshold | qqp/dev P / R | qqp/test P / R | GPTCache R | prompts P / R")
+    for row in cast(list[dict[str, Any]], results["operating_points"]):
+        print(
+            f"{row['threshold']:9.2f} | {row['qqp_dev']['precision']:.3f} / {row['qqp_dev']['recall']:.3f} | "
+            f"{row['qqp_test']['precision']:.3f} / {row['qqp_test']['recall']:.3f} | {row['gptcache_recall']:.3f}"
+            f"      | {row['prompts']['precision']:.3f} / {row['prompts']['recall']:.3f}"
+        )
 
 
 if __name__ == "__main__":
