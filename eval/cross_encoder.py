@@ -100,14 +100,14 @@ def int8_weights(model: onnx.ModelProto) -> int:
     return done
 
 
-def export(model: CrossEncoder, tokenizer: AutoTokenizer, dev: Pairs, max_len: int) -> None:
-    """.local/cross/model.onnx (int8 weights) from the kept checkpoint, checked against PyTorch on dev pairs."""
+def export(model: CrossEncoder, tokenizer: AutoTokenizer, dev: Pairs, max_len: int, out: Path) -> None:
+    """out/model.onnx (int8 weights) from the kept checkpoint, checked against PyTorch on dev pairs."""
     import onnxruntime as ort
 
     model.eval()
     names = ["input_ids", "attention_mask", "token_type_ids"]
     enc = encode(tokenizer, dev.a[:2], dev.b[:2], max_len)
-    float_path = OUT / "model-float.onnx"
+    float_path = out / "model-float.onnx"
     torch.onnx.export(
         model,
         tuple(enc[k] for k in names),
@@ -120,20 +120,22 @@ def export(model: CrossEncoder, tokenizer: AutoTokenizer, dev: Pairs, max_len: i
     )
     graph = onnx.load(str(float_path))
     count = int8_weights(graph)
-    onnx.save(graph, str(OUT / "model.onnx"))
+    onnx.save(graph, str(out / "model.onnx"))
     float_path.unlink()
-    session = ort.InferenceSession(str(OUT / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     ours, theirs = [], []
-    for i in range(min(500, len(dev.a))):
+    checked = min(500, len(dev.a))
+    for i in range(checked):
         one = encode(tokenizer, [dev.a[i]], [dev.b[i]], max_len)
         ours.append(session.run(None, {k: one[k].numpy() for k in names})[0][0])
         with torch.no_grad():
             theirs.append(float(model(**one)[0]))
     p, q = torch.sigmoid(torch.tensor(ours)).numpy(), torch.sigmoid(torch.tensor(theirs)).numpy()
-    size = (OUT / "model.onnx").stat().st_size / 1e6
+    size = (out / "model.onnx").stat().st_size / 1e6
     print(
-        f"exported {OUT / 'model.onnx'} ({size:.1f} MB, {count} int8 weight matrices): probability against "
-        f"PyTorch's on 500 dev pairs, max |diff| {np.abs(p - q).max():.4f}, median {np.median(np.abs(p - q)):.4f}",
+        f"exported {out / 'model.onnx'} ({size:.1f} MB, {count} int8 weight matrices): probability against "
+        f"PyTorch's on {checked} dev pairs, max |diff| {np.abs(p - q).max():.4f}, "
+        f"median {np.median(np.abs(p - q)):.4f}",
         flush=True,
     )
 
@@ -150,20 +152,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--score-only", action="store_true", help="score the sets with the kept checkpoint")
     parser.add_argument("--export", action="store_true", help="only export the kept checkpoint to ONNX")
+    parser.add_argument("--dir", type=Path, default=OUT, help="where the checkpoint, the model and the scores go")
     args = parser.parse_args()
 
     ensure_base()
     torch.manual_seed(0)
     random.seed(0)
     torch.set_num_threads(args.threads)
-    OUT.mkdir(parents=True, exist_ok=True)
+    args.dir.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(BASE)
     model = CrossEncoder()
     dev = qqp("dev", args.dev_pairs)
 
     if args.export:
-        model.load_state_dict(torch.load(OUT / "model.pt"))
-        export(model, tokenizer, dev, args.max_len)
+        model.load_state_dict(torch.load(args.dir / "model.pt"))
+        export(model, tokenizer, dev, args.max_len, args.dir)
         return
     if not args.score_only:
         train = qqp("train", args.pairs)
@@ -203,10 +206,10 @@ def main() -> None:
                 score = figures["recall@p92"] + figures["recall@p90"]
                 if score > best:
                     best = score
-                    torch.save(model.state_dict(), OUT / "model.pt")
+                    torch.save(model.state_dict(), args.dir / "model.pt")
         print(f"trained in {time.time() - started:.0f} s", flush=True)
 
-    model.load_state_dict(torch.load(OUT / "model.pt"))
+    model.load_state_dict(torch.load(args.dir / "model.pt"))
     sets = {
         "qqp-dev": qqp("dev"),
         "qqp-test": qqp("test"),
@@ -216,7 +219,7 @@ def main() -> None:
     for name, pairs in sets.items():
         started = time.time()
         p = probabilities(model, tokenizer, pairs, args.max_len)
-        np.save(OUT / f"{name}.npy", p)
+        np.save(args.dir / f"{name}.npy", p)
         line = f"{name}: {len(p)} pairs scored in {time.time() - started:.0f} s"
         if name in ("qqp-dev", "qqp-test"):
             line += f", alone {ranked_figures(p, pairs.duplicate)}"

@@ -60,7 +60,7 @@ def loosest(serve: Callable[[float], np.ndarray], truth: np.ndarray, target: flo
     return round(best, 4)
 
 
-def cost(e: OnnxEmbedder, pairs: list[tuple[str, str]]) -> dict[str, float]:
+def cost(e: OnnxEmbedder, pairs: list[tuple[str, str]], model: Path) -> dict[str, float]:
     """Median time of one cross-encoder run on (stored, asked) against embedding the asked text alone, taking turns,
     one thread each (as on the hit path); tokenising included in both."""
     import onnxruntime as ort
@@ -69,7 +69,7 @@ def cost(e: OnnxEmbedder, pairs: list[tuple[str, str]]) -> dict[str, float]:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(CROSS / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     tokenizer = Tokenizer.from_file(str(ROOT / ".local" / "models" / "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=96)
@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--target-recall", type=float, default=0.60)
     parser.add_argument("--target-precision", type=float, default=0.92, help="also: the loosest threshold reaching it")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "quality" / "cross")
+    parser.add_argument("--cross", type=Path, default=CROSS, help="eval/cross_encoder.py's --dir")
     args = parser.parse_args()
     limit_blas_threads()
     e = embedder()
@@ -117,7 +118,7 @@ def main() -> None:
     data = {}
     for name, pairs in sets.items():
         data[name] = scored(e, verifier, pairs.a, pairs.b)
-        data[name]["cross"] = np.load(CROSS / f"{name}.npy")
+        data[name]["cross"] = np.load(args.cross / f"{name}.npy")
         data[name]["truth"] = pairs.duplicate if name != "gptcache" else np.ones(len(pairs.a), dtype=bool)
 
     def shipped(d: dict[str, np.ndarray], t: float) -> np.ndarray:
@@ -175,7 +176,7 @@ def main() -> None:
             f"{row['at_target_precision']['qqp-test']['recall']:.3f}"
         )
     dev = qqp("dev")
-    timed = cost(e, list(zip(dev.a, dev.b, strict=True))[:300])
+    timed = cost(e, list(zip(dev.a, dev.b, strict=True))[:300], args.cross / "model.onnx")
     print(
         f"one cross-encoder run {timed['cross_p50_ms']} ms against {timed['embed_p50_ms']} ms to embed the asked "
         f"text (medians, {timed['pairs']} qqp/dev pairs, taking turns): {timed['ratio']}x"
