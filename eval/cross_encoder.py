@@ -153,15 +153,19 @@ def main() -> None:
     parser.add_argument("--score-only", action="store_true", help="score the sets with the kept checkpoint")
     parser.add_argument("--export", action="store_true", help="only export the kept checkpoint to ONNX")
     parser.add_argument("--dir", type=Path, default=OUT, help="where the checkpoint, the model and the scores go")
+    parser.add_argument("--init", type=Path, help="start from this checkpoint (another epoch of a trained one)")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     ensure_base()
-    torch.manual_seed(0)
-    random.seed(0)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
     torch.set_num_threads(args.threads)
     args.dir.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(BASE)
     model = CrossEncoder()
+    if args.init is not None:
+        model.load_state_dict(torch.load(args.init))
     dev = qqp("dev", args.dev_pairs)
 
     if args.export:
