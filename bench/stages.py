@@ -43,6 +43,7 @@ from _common import (
 )
 from peers import peer_arguments, redisvl_cache
 
+from semcache.adapters.redis_pipelining import packed
 from semcache.core.fingerprint import scope_fingerprint
 from semcache.core.service import CacheService
 
@@ -137,7 +138,7 @@ async def _round_trips(url: str, store: Any, embedder: Any, n: int) -> dict[str,
     host, port = url.removeprefix("redis://").split("/")[0].split(":")
     sock = socket.create_connection((host, int(port)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    command = b"*3\r\n$5\r\nHMGET\r\n$18\r\nsemcache:no-such-1\r\n$1\r\nv\r\n"
+    command = packed(("HMGET", "semcache:no-such-1", "v"))
 
     def raw() -> None:
         sock.sendall(command)

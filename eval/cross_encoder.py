@@ -1,6 +1,6 @@
 """A cross-encoder over all-MiniLM-L6-v2: both questions read together, one model run per pair (measured, not shipped).
 
-    make eval-cross        (about 40 minutes on 2 cores; needs torch, installed by the target into .local/train-venv)
+    make eval-cross        (about 45 minutes on 2 cores; needs torch, installed by the target into .local/train-venv)
 
 The verifier judges a pair from the two sentence vectors and lexical features; it cannot see which word of one
 question answers to which word of the other. A cross-encoder reads "[CLS] stored [SEP] asked [SEP]" through the
@@ -26,13 +26,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from data import ROOT, Pairs, gptcache_paraphrases, labelled_pairs, qqp
+from data import CROSS, Pairs, cross_sets, qqp
 from finetune import BASE, endless_batches, ensure_base, ranked_figures, warmup_then_linear
 from onnx import helper, numpy_helper
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
-
-OUT = ROOT / ".local" / "cross"
 
 
 class CrossEncoder(nn.Module):
@@ -153,7 +151,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--score-only", action="store_true", help="score the sets with the kept checkpoint")
     parser.add_argument("--export", action="store_true", help="only export the kept checkpoint to ONNX")
-    parser.add_argument("--dir", type=Path, default=OUT, help="where the checkpoint, the model and the scores go")
+    parser.add_argument("--dir", type=Path, default=CROSS, help="where the checkpoint, the model and the scores go")
     parser.add_argument("--init", type=Path, help="start from this checkpoint (another epoch of a trained one)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -215,13 +213,7 @@ def main() -> None:
         print(f"trained in {time.time() - started:.0f} s", flush=True)
 
     model.load_state_dict(torch.load(args.dir / "model.pt"))
-    sets = {
-        "qqp-dev": qqp("dev"),
-        "qqp-test": qqp("test"),
-        "gptcache": gptcache_paraphrases(),
-        "prompts": labelled_pairs(Path(__file__).with_name("prompt_pairs.json")),
-    }
-    for name, pairs in sets.items():
+    for name, pairs in cross_sets().items():
         started = time.time()
         p = probabilities(model, tokenizer, pairs, args.max_len)
         np.save(args.dir / f"{name}.npy", p)

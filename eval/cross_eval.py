@@ -1,12 +1,15 @@
 """What the cross-encoder (eval/cross_encoder.py) would buy beside the shipped matcher (measured, not shipped).
 
-    python eval/cross_eval.py [--target-recall 0.60]        (make eval-cross, after eval/cross_encoder.py)
+    python eval/cross_eval.py [--cross DIR] [--out DIR]        (make eval-cross, after eval/cross_encoder.py)
 
-Reads its probabilities for qqp/dev, qqp/test and the GPTCache pairs from .local/cross/ and combines them with what
-the service does now (cosine floor, rules, the verifier's 4 networks). Each way of combining gets its thresholds on
-qqp/dev (the strictest keeping --target-recall there, as eval/train_verifier.py chooses the shipped one) and is then
-measured once on qqp/test and on GPTCache's paraphrases. "cross runs" is the share of eligible pairs (past the
-cosine floor and the rules) for which the cross-encoder would have to run: its cost on the hit path.
+Reads its probabilities for qqp/dev, qqp/test, the GPTCache pairs and our prompt pairs from --cross (.local/cross)
+and combines them with what the service does now (cosine floor, rules, the verifier's 4 networks). Each way of
+combining gets its threshold on qqp/dev: the strictest keeping --target-recall there (eval/train_verifier.py ships
+the most precise such threshold, which is the same one unless precision dips as the threshold rises), and also the
+loosest reaching --target-precision there; each is then measured once on the other sets. "cross runs" is the share
+of qqp/test's eligible pairs (past the cosine floor and the rules) for which the cross-encoder would have to run:
+its cost on the hit path. Also times one cross-encoder run against embedding the asked text. Writes combined.json
+under --out.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from data import ROOT, embed_cached, gptcache_paraphrases, labelled_pairs, qqp
+from data import CROSS, ROOT, cross_sets, embed_cached
 from features import pair_matrix
 from run_eval import rates, readable
 from train_verifier import embedder
@@ -28,7 +31,6 @@ from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.bootstrap import limit_blas_threads
 from semcache.core.verifier import DEFAULT_PATH, Verifier, vetoed
 
-CROSS = ROOT / ".local" / "cross"
 BANDS = ((0.2, 0.98), (0.3, 0.95), (0.4, 0.95), (0.5, 0.95), (0.5, 0.9), (0.6, 0.95), (0.7, 0.97))
 
 
@@ -42,21 +44,22 @@ def scored(e: OnnxEmbedder, verifier: Verifier, a: list[str], b: list[str]) -> d
     return {"verifier": verifier.probability(pair_matrix(b, a, vb, va)), "eligible": eligible}
 
 
-def strictest(serve: Callable[[float], np.ndarray], truth: np.ndarray, target: float) -> float:
-    best = 0.0
-    for t in np.arange(0.05, 0.999, 0.0025):
-        if rates(serve(float(t)), truth)["recall"] >= target:
-            best = float(t)
-    return round(best, 4)
-
-
-def loosest(serve: Callable[[float], np.ndarray], truth: np.ndarray, target: float) -> float:
-    """The threshold of highest recall whose precision reaches target (1.0 when none does)."""
-    best, recall = 1.0, -1.0
+def threshold_for(
+    serve: Callable[[float], np.ndarray],
+    truth: np.ndarray,
+    *,
+    recall: float | None = None,
+    precision: float | None = None,
+) -> float:
+    """On a grid of thresholds: the strictest keeping recall, or the loosest (highest recall) reaching precision
+    (1.0 when none does)."""
+    best, best_recall = (0.0 if recall is not None else 1.0), -1.0
     for t in np.arange(0.05, 0.999, 0.0025):
         r = rates(serve(float(t)), truth)
-        if r["precision"] >= target and r["recall"] > recall:
-            best, recall = float(t), r["recall"]
+        if recall is not None and r["recall"] >= recall:
+            best = float(t)
+        elif precision is not None and r["precision"] >= precision and r["recall"] > best_recall:
+            best, best_recall = float(t), r["recall"]
     return round(best, 4)
 
 
@@ -109,12 +112,7 @@ def main() -> None:
     limit_blas_threads()
     e = embedder()
     verifier = Verifier.load(DEFAULT_PATH)
-    sets = {
-        "qqp-dev": qqp("dev"),
-        "qqp-test": qqp("test"),
-        "gptcache": gptcache_paraphrases(),
-        "prompts": labelled_pairs(Path(__file__).with_name("prompt_pairs.json")),
-    }
+    sets = cross_sets()
     data = {}
     for name, pairs in sets.items():
         data[name] = scored(e, verifier, pairs.a, pairs.b)
@@ -151,17 +149,20 @@ def main() -> None:
     report = {}
     print(
         f"{'way':58} {'thr':>6} | {'dev P':>6} {'dev R':>6} | {'test P':>6} {'test R':>6} | {'GPTC R':>6} | cross runs"
+        f" | prompts P / R | qqp/test P / R at the threshold for precision {args.target_precision} on qqp/dev"
     )
     for label, (serve, band) in ways.items():
         dev = data["qqp-dev"]
-        t = strictest(lambda t, dev=dev, serve=serve: serve(dev, t), dev["truth"], args.target_recall)
+        t = threshold_for(lambda t, dev=dev, serve=serve: serve(dev, t), dev["truth"], recall=args.target_recall)
         row = {"threshold": t}
         for name, d in data.items():
             row[name] = rates(serve(d, t), d["truth"])
         d = data["qqp-test"]
         runs = np.zeros_like(d["eligible"]) if band is None else (d["verifier"] >= band[0]) & (d["verifier"] < band[1])
         row["cross_runs"] = round(float((d["eligible"] & runs).sum() / max(1, d["eligible"].sum())), 3)
-        strict = loosest(lambda t, dev=dev, serve=serve: serve(dev, t), dev["truth"], args.target_precision)
+        strict = threshold_for(
+            lambda t, dev=dev, serve=serve: serve(dev, t), dev["truth"], precision=args.target_precision
+        )
         row["at_target_precision"] = {
             "threshold": strict,
             **{name: rates(serve(data[name], strict), data[name]["truth"]) for name in ("qqp-dev", "qqp-test")},
@@ -170,13 +171,13 @@ def main() -> None:
         print(
             f"{label:58} {t:6.3f} | {row['qqp-dev']['precision']:6.3f} {row['qqp-dev']['recall']:6.3f} | "
             f"{row['qqp-test']['precision']:6.3f} {row['qqp-test']['recall']:6.3f} | "
-            f"{row['gptcache']['recall']:6.3f} | {row['cross_runs']:.3f} | prompts "
-            f"{row['prompts']['precision']:.3f} / {row['prompts']['recall']:.3f} | at precision "
-            f"{args.target_precision} on dev: test {row['at_target_precision']['qqp-test']['precision']:.3f} / "
+            f"{row['gptcache']['recall']:6.3f} | {row['cross_runs']:10.3f} | "
+            f"{row['prompts']['precision']:.3f} / {row['prompts']['recall']:.3f} | "
+            f"{row['at_target_precision']['qqp-test']['precision']:.3f} / "
             f"{row['at_target_precision']['qqp-test']['recall']:.3f}"
         )
-    dev = qqp("dev")
-    timed = cost(e, list(zip(dev.a, dev.b, strict=True))[:300], args.cross / "model.onnx")
+    dev_pairs = sets["qqp-dev"]
+    timed = cost(e, list(zip(dev_pairs.a, dev_pairs.b, strict=True))[:300], args.cross / "model.onnx")
     print(
         f"one cross-encoder run {timed['cross_p50_ms']} ms against {timed['embed_p50_ms']} ms to embed the asked "
         f"text (medians, {timed['pairs']} qqp/dev pairs, taking turns): {timed['ratio']}x"

@@ -18,6 +18,8 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SEMCACHE_EVAL_DATA", ROOT.parent / "shared" / "data"))
 CACHE = ROOT / ".local" / "eval"
+CROSS = ROOT / ".local" / "cross"
+"""eval/cross_encoder.py's checkpoint, ONNX model and scores (its --dir; eval/cross_eval.py's --cross)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,17 @@ def gptcache_paraphrases() -> Pairs:
     """GPTCache's 999 paraphrase pairs, all positives."""
     rows = json.loads((DATA / "gptcache" / "mock_data.json").read_text())
     return Pairs("gptcache", [r["origin"] for r in rows], [r["similar"] for r in rows], np.ones(len(rows), bool))
+
+
+def cross_sets() -> dict[str, Pairs]:
+    """The labelled sets the cross-encoder is scored on and compared with the shipped matcher, by the names of its
+    score files."""
+    return {
+        "qqp-dev": qqp("dev"),
+        "qqp-test": qqp("test"),
+        "gptcache": gptcache_paraphrases(),
+        "prompts": labelled_pairs(Path(__file__).with_name("prompt_pairs.json")),
+    }
 
 
 def meancache_conversations() -> list[dict[str, str]]:

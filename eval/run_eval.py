@@ -37,7 +37,7 @@ from semcache.core.verifier import DEFAULT_PATH, RULES, Verifier, veto, vetoed
 
 BASELINE_THRESHOLDS = (0.85, 0.90)
 OPERATING_POINTS = (0.50, 0.60, 0.70, 0.80, 0.85, 0.90, 0.92, 0.95)
-"""Thresholds a tenant or request may ask for (min_confidence): the figures at each, for choosing one."""
+"""Thresholds a deployment or a request may ask for (min_confidence): the figures at each, for choosing one."""
 
 
 def rates(served: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -485,7 +485,7 @@ def plot(results: dict[str, object], path: Path, verifier: Verifier) -> None:
 
 def operating_points(results: dict[str, object], dev: Scored, test: Scored) -> list[dict[str, object]]:
     """Each of OPERATING_POINTS as served (cosine floor, rules, networks): qqp/dev and qqp/test precision / recall,
-    GPTCache recall, prompt pairs precision / recall. A table for choosing a tenant's or a request's threshold."""
+    GPTCache recall, prompt pairs precision / recall. A table for choosing a deployment's or a request's threshold."""
     gptcache = cast(dict[str, dict[str, float]], results["gptcache"])["recall_by_threshold"]
     prompts = cast(dict[str, dict[str, dict[str, float]]], results["prompts"])["served_by_threshold"]
     rows = []
