@@ -183,6 +183,7 @@ class CacheService:
         self._deferred = _Deferred()
         self._deferring: asyncio.Task[None] | None = None
         self._storing = 0  # deferred answers being embedded and stored now
+        self._storing_since = 0  # the removals count when they were taken: a removal after it dooms them
         self._removals = 0  # deletes and flushes so far: a deferred store that saw one since it began is dropped
         self._breaker = _Breaker(monotonic)
         self._full_warning = _Throttled(monotonic, every_s=60.0)
@@ -369,7 +370,8 @@ class CacheService:
                     await asyncio.sleep(DEFERRED_POLL_S)
                     continue
                 jobs = self._deferred.take(self._batcher.max_batch)
-                removals, self._storing = self._removals, len(jobs)
+                removals = self._storing_since = self._removals
+                self._storing = len(jobs)
                 try:
                     vectors = await asyncio.gather(*(self._embed(text, entry.tenant) for text, entry, _ in jobs))
                     for (_, entry, ttl), vector in zip(jobs, vectors, strict=True):
@@ -387,8 +389,9 @@ class CacheService:
 
     @property
     def deferred(self) -> int:
-        """Answers waiting for a free model to be stored, or being stored."""
-        return len(self._deferred) + self._storing
+        """Answers waiting for a free model to be stored, or being stored; not those a delete or flush has doomed
+        since they were taken (they are dropped once their embedding is back)."""
+        return len(self._deferred) + (self._storing if self._storing_since == self._removals else 0)
 
     async def stored(self) -> None:
         """Return once the deferred answers are stored (or dropped)."""
