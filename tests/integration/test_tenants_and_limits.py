@@ -86,13 +86,21 @@ def test_feedback_wrong_removes_the_entry(keyed_api: ApiServer) -> None:
         assert long.json()["error"]["param"] == "query"
 
 
+# The two verdict tests share the module's server, and so globex's entries. Each asks its own fixed pair: the matcher
+# judges each pair one question (confidence 0.997 and 0.999) and a question of one pair another of the other (below
+# 0.02). They asked made-up words before ("How do I learn the Dpcffm language quickly?"), and in 2 of 1,500 replays
+# of the two tests on the service in process the matcher took two such words for one (Dpcffm, Dmfoco) or judged a
+# pair of them just under the threshold (0.798): CI failed once on that, not on what the tests check.
+LANGUAGE = "How do I learn the Portuguese language quickly?", "How can I learn the Portuguese language quickly?"
+CELLO = "How do I get better at playing the cello?", "How can I get better at playing the cello?"
+
+
 def test_a_mismatch_verdict_keeps_the_answer_for_its_own_question(keyed_api: ApiServer) -> None:
-    word = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:6]).capitalize()  # letters: no number rule
-    stored, paraphrase = f"How do I learn the {word} language quickly?", f"How can I learn the {word} language quickly?"
+    stored, paraphrase = LANGUAGE
     with client(keyed_api, GLOBEX) as globex:
         entry = ask(globex, stored).headers["x-semcache-entry"]
         hit = ask(globex, paraphrase)
-        assert (hit.headers["x-semcache-tier"], hit.headers["x-semcache-entry"]) == ("semantic", entry)
+        assert (hit.headers["x-semcache-tier"], hit.headers["x-semcache-entry"]) == ("semantic", entry), hit.json()
         body = {"entry_id": entry, "verdict": "mismatch", "query": paraphrase}
         verdict = globex.post("/v1/cache/feedback", json=body).json()
         assert (verdict["removed"], verdict["mismatched"]) == (False, True)
@@ -104,8 +112,7 @@ def test_a_mismatch_verdict_keeps_the_answer_for_its_own_question(keyed_api: Api
 
 
 def test_verdicts_calibrate_only_their_tenants_threshold(keyed_api: ApiServer) -> None:
-    word = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:6]).capitalize()  # letters: no number rule
-    stored, paraphrase = f"How do I learn the {word} language quickly?", f"How can I learn the {word} language quickly?"
+    stored, paraphrase = CELLO
     with client(keyed_api, ACME) as acme, client(keyed_api, GLOBEX) as globex, client(keyed_api, ADMIN) as admin:
 
         def verdict(wrong: bool) -> dict[str, object]:
@@ -116,7 +123,7 @@ def test_verdicts_calibrate_only_their_tenants_threshold(keyed_api: ApiServer) -
         ask(globex, stored)
         ask(acme, stored)
         hit = acme.post("/api/query", json={"query": paraphrase}).json()["cache"]
-        assert hit["tier"] == "semantic"
+        assert hit["tier"] == "semantic", hit
         first = verdict(wrong=True)
         assert first["removed"] is True
         assert first["confidence"] == pytest.approx(hit["confidence"], abs=1e-4)
@@ -131,7 +138,8 @@ def test_verdicts_calibrate_only_their_tenants_threshold(keyed_api: ApiServer) -
         missed = ask(acme, paraphrase)
         assert missed.headers["x-semcache"] == "miss", "acme's threshold now excludes this pair"
         assert acme.delete(f"/v1/cache/entries/{missed.headers['x-semcache-entry']}").status_code == 200
-        assert ask(globex, paraphrase).headers["x-semcache-tier"] == "semantic", "globex's is its own"
+        own = ask(globex, paraphrase)
+        assert own.headers["x-semcache-tier"] == "semantic", f"globex's is its own: {own.json()['cache']}"
 
         log = acme.get("/v1/cache/feedback").json()
         assert log["tenant"] == "acme"
