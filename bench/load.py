@@ -169,7 +169,8 @@ async def run(args: argparse.Namespace, api: str, fake: str) -> dict[str, Any]:
                 "errors": sum(r[1] != 200 for r in results),
                 "llm_calls": stats["calls"],
                 "statuses": dict(Counter(r[2].get("cache", {}).get("status", "error") for r in results)),
-                "reasons": dict(Counter(str(r[2].get("cache", {}).get("reason")) for r in results)),
+                # by kind: "nearest stored question too far (similarity 0.202 < 0.5)" counts as "... too far"
+                "reasons": dict(Counter(str(r[2].get("cache", {}).get("reason")).split(" (")[0] for r in results)),
                 "error_samples": sorted({f"{r[1]} {r[2].get('error', r[2])}"[:160] for r in results if r[1] != 200})[
                     :3
                 ],
