@@ -221,6 +221,27 @@ def test_verifier_round_trips_through_its_file(tmp_path) -> None:  # type: ignor
     assert (loaded.threshold, loaded.min_cosine, loaded.version) == (0.5, 0.5, "test")
 
 
+def test_one_candidate_is_scored_as_a_batch_scores_it() -> None:
+    # The hit path scores its one candidate with the last steps in Python floats (Verifier._probability_of_one);
+    # several go through probability() in float32. A verdict is scored the same way as the hit it judges, but the
+    # evaluation scores in batches: the two must agree, for one network and for an ensemble.
+    dim, f32, rng = 64, np.float32, np.random.default_rng(2)
+    n = 1 + 2 * dim + LEXICAL_FEATURES
+    texts = ["How do I reset my Gmail password?", "What's the way to change my Gmail password?", "Is 2 a prime?"]
+    for members, hidden in ((1, 8), (4, 8)):
+        w2 = rng.normal(size=(members, hidden) if members > 1 else hidden).astype(f32)
+        b2 = rng.normal(size=members).astype(f32) if members > 1 else float(rng.normal())
+        v = Verifier("t", rng.normal(size=n).astype(f32), (1 + rng.random(n)).astype(f32),
+                     (0.3 * rng.normal(size=(n, members * hidden))).astype(f32),
+                     rng.normal(size=members * hidden).astype(f32), w2, b2, 0.5, 0.5)  # fmt: skip
+        u, *vs = (x / np.linalg.norm(x) for x in rng.normal(size=(1 + len(texts), dim)).astype(f32))
+        batch = v.networks("How do I reset my password?", texts, u, vs)
+        alone = [v.networks("How do I reset my password?", [t], u, [w])[0] for t, w in zip(texts, vs, strict=True)]
+        assert np.allclose(alone, batch, atol=1e-6, rtol=0)
+        assert max(batch) - min(batch) > 0.01, "the candidates score differently: a real comparison"
+        assert all(0.001 < p < 0.999 for p in batch), "and none saturated"
+
+
 def test_an_ensemble_averages_its_networks_probabilities(tmp_path) -> None:  # type: ignore[no-untyped-def]
     n, hidden = 1 + 2 * 64 + LEXICAL_FEATURES, 4
     rng = np.random.default_rng(1)
