@@ -612,9 +612,9 @@ class Verifier:
 
     def _probability_of_one(self, features: npt.NDArray[np.float32]) -> float:
         """probability() of a single pair, its last steps on a few Python floats. Right after a model run every
-        numpy call costs 10-15 us on cold caches; the seven that turn 4 logits into their mean probability cost
-        more than the matrix product before them (hand check, docs/performance.md). In float64: within 1e-6 of
-        probability()'s float32."""
+        numpy call costs 10-15 us on cold caches: the ten after the first matrix product took 113 us against its 160
+        (hand check, docs/performance.md), and seven of them only turn 4 logits into their mean probability. In
+        float64: within 1e-6 of probability()'s float32."""
         logits = self._logits(features)[0].tolist()
         return sum(_sigmoid(x + b) for x, b in zip(logits, self._b2, strict=True)) / len(logits)
 
