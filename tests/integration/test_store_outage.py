@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import FakeOpenAI, RedisServer, free_port
+from tests.conftest import FakeOpenAI, RedisServer, free_port, wait_until
 from tests.integration.conftest import ApiServer
 
 
@@ -180,26 +180,21 @@ def test_every_request_is_answered_while_redis_stops_and_restarts_under_load(
                 cache.append(r.headers.get("x-semcache", "?"))
                 i += 1
 
-    def wait_for(seen: Callable[[], bool], seconds: float) -> None:
-        # Each phase lasts until the load shows it (or the time is up): a fixed pause was too short for a loaded
-        # machine, where the workers had not asked any question twice 1.5 s in, and the test failed for want of hits.
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not seen():
-            time.sleep(0.1)
-
+    # Each phase lasts until the load shows it: a fixed pause was too short for a loaded machine, where the workers
+    # had not asked any question twice 1.5 s in, and the test failed for want of hits.
     threads = [threading.Thread(target=load, args=(w,)) for w in range(6)]
     try:
         for t in threads:
             t.start()
-        wait_for(lambda: "hit" in cache, 30)
+        wait_until(lambda: "hit" in cache, "a hit before the stop")
         time.sleep(0.5)
         own_redis.stop()
         stopped = len(cache)
         time.sleep(1.5)
-        wait_for(lambda: "bypass" in cache[stopped:], 30)
+        wait_until(lambda: "bypass" in cache[stopped:], "a bypass while Redis is down")
         own_redis.start()
         restarted = len(cache)
-        wait_for(lambda: bool({"hit", "miss"} & set(cache[restarted:])), 30)
+        wait_until(lambda: bool({"hit", "miss"} & set(cache[restarted:])), "caching after the restart")
         time.sleep(0.5)
     finally:
         stop.set()
