@@ -370,12 +370,11 @@ class CacheService:
                     await asyncio.sleep(DEFERRED_POLL_S)
                     continue
                 jobs = self._deferred.take(self._batcher.max_batch)
-                removals = self._storing_since = self._removals
-                self._storing = len(jobs)
+                self._storing_since, self._storing = self._removals, len(jobs)
                 try:
                     vectors = await asyncio.gather(*(self._embed(text, entry.tenant) for text, entry, _ in jobs))
                     for (_, entry, ttl), vector in zip(jobs, vectors, strict=True):
-                        if self._removals != removals:
+                        if self._removals != self._storing_since:
                             break  # a delete or flush came meanwhile: it may have meant these
                         remaining = ttl - int(self._clock() - entry.created_at)
                         if remaining >= 1:
