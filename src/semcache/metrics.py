@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from semcache.core.models import Answer, Usage
-from semcache.core.service import BUSY_REASONS, CACHE_FULL, TOO_LONG
+from semcache.core.service import BUSY_REASONS, CACHE_FAULT, CACHE_FULL, TOO_LONG
 
 _SAMPLES = 2048
 
@@ -65,6 +65,7 @@ class Metrics:
             "lookup_skipped_busy": 0,
             "lookup_skipped_too_long": 0,
             "not_stored_full": 0,
+            "cache_faults": 0,
             "errors": 0,
             "feedback_wrong": 0,
             "feedback_right": 0,
@@ -80,6 +81,7 @@ class Metrics:
         skipped = c.reason in BUSY_REASONS
         full = c.reason == CACHE_FULL  # the store refused the answer for want of memory (docs/operations.md)
         long = c.reason == TOO_LONG  # a text longer than the embedder reads: the exact tier only
+        fault = c.reason == CACHE_FAULT  # a bug of ours, logged with its traceback: worth an alarm
         saved = answer.saved_usage or Usage()
         dollars = self._prices.dollars(saved)
         with self._lock:
@@ -90,6 +92,7 @@ class Metrics:
             self._counts["lookup_skipped_busy"] += skipped
             self._counts["lookup_skipped_too_long"] += long
             self._counts["not_stored_full"] += full
+            self._counts["cache_faults"] += fault
             self._tokens_saved += saved.total_tokens
             self._dollars_saved += dollars
             if answer.lookup_ms is not None:
@@ -106,6 +109,7 @@ class Metrics:
                 "LookupSkippedBusy": (int(skipped), "Count"),
                 "LookupSkippedTooLong": (int(long), "Count"),
                 "NotStoredFull": (int(full), "Count"),
+                "CacheFault": (int(fault), "Count"),
                 "TokensSaved": (saved.total_tokens, "Count"),
                 "DollarsSaved": (round(dollars, 8), "None"),
                 "TokensUsed": (answer.usage.total_tokens, "Count"),

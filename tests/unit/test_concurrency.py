@@ -19,7 +19,16 @@ from semcache.core import service as service_module
 from semcache.core.batching import EmbedBatcher
 from semcache.core.errors import EmbedderError, UpstreamError
 from semcache.core.models import Answer, CacheControl, CacheInfo, Completion, Entry, Message, Prompt, Usage
-from semcache.core.service import BUSY_REASONS, CACHE_FULL, EMBEDDER_BUSY, STORED_LATER, TOO_LONG, CacheService, Policy
+from semcache.core.service import (
+    BUSY_REASONS,
+    CACHE_FAULT,
+    CACHE_FULL,
+    EMBEDDER_BUSY,
+    STORED_LATER,
+    TOO_LONG,
+    CacheService,
+    Policy,
+)
 from semcache.metrics import Metrics
 from semcache.settings import Settings
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
@@ -95,6 +104,41 @@ async def test_a_failed_leader_fails_its_followers_and_caches_nothing() -> None:
     assert len(llm.prompts) == 1
     llm.error = None
     assert (await service.answer(ask("q"), tenant="t")).cache.status == "miss"
+
+
+class GatedLLM(ScriptedLLM):
+    """Holds every call until let go; says when a call has started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        self.started.set()
+        await self.go.wait()
+        return await super().complete(prompt)
+
+
+async def test_a_follower_answers_for_itself_when_its_leader_is_cancelled() -> None:
+    # The leader's caller gave up (a client gone, a caller's own timeout): that says nothing about the question, so
+    # the requests that joined it must not fail with it; one of them asks the LLM and the others share that.
+    llm = GatedLLM()
+    service = CacheService(embedder=BagOfWordsEmbedder(), store=MemoryStore(), llm=llm, policy=Policy())
+    leader = asyncio.create_task(service.answer(ask("why is the sky blue"), tenant="t"))
+    await llm.started.wait()
+    followers = [asyncio.create_task(service.answer(ask("why is the sky blue"), tenant="t")) for _ in range(3)]
+    await asyncio.sleep(0.01)  # the followers are waiting on the leader
+    assert not any(f.done() for f in followers)
+    leader.cancel()
+    await asyncio.sleep(0.01)
+    llm.go.set()
+    answers = await asyncio.gather(*followers)
+    assert {a.text for a in answers} == {"answer to why is the sky blue"}
+    assert sorted(a.cache.status for a in answers) == ["hit", "hit", "miss"], [a.cache for a in answers]
+    assert len(llm.prompts) == 1, "the cancelled call never finished; one follower made the only other"
+    with pytest.raises(asyncio.CancelledError):
+        await leader
 
 
 class CountingEmbedder(BagOfWordsEmbedder):
@@ -279,6 +323,32 @@ async def test_a_flush_drops_the_answers_waiting_to_be_stored() -> None:
     assert not any(a.cache.status == "hit" for a in again), "a flushed tenant's deferred answers were not stored"
 
 
+class BuggyStore(MemoryStore):
+    """Fails to store one entry with an error that is not a StoreError (a bug)."""
+
+    async def put(self, entry: Entry, vector: object, ttl_seconds: int) -> None:  # type: ignore[override]
+        if "bad" in entry.query:
+            raise RuntimeError("a bug in writing")
+        await super().put(entry, vector, ttl_seconds)  # type: ignore[arg-type]
+
+
+async def test_a_fault_storing_one_deferred_answer_loses_only_that_one() -> None:
+    policy = Policy(min_similarity=0.95, embed_wait_budget_s=0.05)
+    service = CacheService(embedder=SleepyEmbedder(0.01), store=BuggyStore(), llm=ScriptedLLM(), policy=policy,
+                           embed_batch=1, embed_concurrency=1)  # fmt: skip
+    await service.answer(ask("a first question to time the model"), tenant="t")
+    texts = [f"mike{i} november{i} oscar{i} {'bad' if i == 20 else 'papa'}{i}" for i in range(40)]
+    answers = await asyncio.gather(*(service.answer(ask(t), tenant="t") for t in texts))
+    later = [t for t, a in zip(texts, answers, strict=True) if a.cache.reason == STORED_LATER]
+    assert texts[20] in later, "the model was free by the time the LLM answered it"
+    assert later[-1] != texts[20], "no deferred answer came after the faulty one"
+    await asyncio.wait_for(service.stored(), timeout=10)
+    assert service.deferred == 0
+    again = await asyncio.gather(*(service.answer(ask(t), tenant="t") for t in later))
+    served = {t for t, a in zip(later, again, strict=True) if a.cache.tier == "exact"}
+    assert served == set(later) - {texts[20]}, "the answers deferred after the faulty one were stored all the same"
+
+
 async def test_closing_the_service_stops_its_deferred_stores() -> None:
     policy = Policy(min_similarity=0.95, embed_wait_budget_s=0.05)
     service = CacheService(embedder=SleepyEmbedder(0.01), store=MemoryStore(), llm=ScriptedLLM(), policy=policy,
@@ -341,6 +411,12 @@ def test_metrics_count_the_answers_a_full_store_refused() -> None:
     counts, emf = record_misses(CACHE_FULL, None)
     assert counts["not_stored_full"] == 1
     assert [doc["NotStoredFull"] for doc in emf] == [1, 0]
+
+
+def test_metrics_count_the_faults_of_the_cache() -> None:
+    counts, emf = record_misses(CACHE_FAULT, CACHE_FULL, None)
+    assert (counts["cache_faults"], counts["not_stored_full"]) == (1, 1)
+    assert [doc["CacheFault"] for doc in emf] == [1, 0, 0]
 
 
 def test_the_wait_budget_is_set_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

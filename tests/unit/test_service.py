@@ -8,7 +8,7 @@ import pytest
 from semcache.adapters.memory_store import MemoryStore
 from semcache.core.errors import StoreError, StoreFull, UpstreamError
 from semcache.core.models import CacheControl, CacheInfo, CacheMode, Message, Prompt
-from semcache.core.service import CACHE_FULL, TOO_LONG, CacheService, Policy
+from semcache.core.service import CACHE_FAULT, CACHE_FULL, TOO_LONG, CacheService, Policy
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -446,3 +446,49 @@ async def test_a_text_longer_than_the_embedder_reads_is_served_only_to_an_exact_
     verdict = await service.feedback(first.cache.entry_id, "wrong", tenant="t", query=start)
     assert verdict.removed
     assert verdict.confidence is None
+
+
+class FaultyStore(FailingStore):
+    """A store with a bug: the named operations raise something that is not a StoreError."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.faulty: set[str] = set()
+
+    async def get(self, entry_id: str):  # type: ignore[no-untyped-def]
+        if "get" in self.faulty:
+            raise KeyError("a bug in reading")
+        return await super().get(entry_id)
+
+    async def put(self, entry, vector, ttl_seconds):  # type: ignore[no-untyped-def]
+        if "put" in self.faulty:
+            raise RuntimeError("a bug in writing")
+        await super().put(entry, vector, ttl_seconds)
+
+
+async def test_a_fault_in_the_cache_never_costs_the_answer(
+    embedder: BagOfWordsEmbedder, llm: ScriptedLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A bug of ours (not a store outage) must not turn a request into a 500, least of all after the LLM was paid
+    # for: the answer goes back unstored (or the cache is skipped), the fault is logged with its traceback, and the
+    # store is not paused for everyone else (it is up).
+    store = FaultyStore()
+    service = CacheService(embedder=embedder, store=store, llm=llm, policy=Policy(min_similarity=0.8))
+    store.faulty = {"put"}
+    with caplog.at_level(logging.ERROR, logger="semcache"):
+        unstored = await service.answer(ask("who wrote hamlet"), tenant="t")
+    assert unstored.text == "answer to who wrote hamlet"
+    assert (unstored.cache.status, unstored.cache.reason) == ("miss", CACHE_FAULT)
+    assert any(r.exc_info and "a bug in writing" in str(r.exc_info[1]) for r in caplog.records)
+
+    store.faulty = {"get"}
+    skipped = await service.answer(ask("who wrote macbeth"), tenant="t")
+    assert skipped.text == "answer to who wrote macbeth"
+    assert (skipped.cache.status, skipped.cache.reason) == ("bypass", CACHE_FAULT)
+
+    store.faulty = set()
+    stored = await service.answer(ask("who wrote othello"), tenant="t")
+    assert (stored.cache.status, stored.cache.reason) == ("miss", None), "no pause: the store is up"
+    assert stored.cache.entry_id is not None
+    assert (await service.answer(ask("who wrote othello"), tenant="t")).cache.tier == "exact"
+    assert len(llm.prompts) == 3

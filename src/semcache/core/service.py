@@ -49,6 +49,9 @@ VOLATILE = "time-sensitive question: served only to an exact repeat"
 have been answered on another day, so the semantic tier is not asked."""
 CACHE_FULL = "cache full: answer not stored"
 """The reason on a miss whose answer the store refused for want of memory."""
+CACHE_FAULT = "cache fault: answered without the cache"
+"""The reason when the cache failed in a way that is not an outage (a bug: logged with its traceback): the lookup is
+skipped or the answer not stored, and the request is answered all the same. The store is not paused for it."""
 DEFERRED_MAX = 4096
 DEFERRED_MAX_CHARS = 32_000_000
 """Answers waiting for a free model to be stored: at most this many, of at most this many characters (questions and
@@ -233,20 +236,23 @@ class CacheService:
         scope = scope_fingerprint(prompt, tenant=tenant, embedder_id=self._embedder.id)
         eid = entry_id_of(scope, normalized)
         asked = _Asked(prompt, control, text, normalized, scope, eid, tenant, on_event)
-        leader = self._inflight.get(eid)
-        if leader is not None and control.mode is CacheMode.USE:
+        while control.mode is CacheMode.USE and (leader := self._inflight.get(eid)) is not None:
             # The same question (same scope) is being answered right now: share that answer, not a second call,
             # unless it is a semantic match this request's own thresholds would not accept.
-            led = await asyncio.shield(leader)
+            try:
+                led = await asyncio.shield(leader)
+            except _Abandoned:
+                continue  # its caller went away, which says nothing of the question: ask (or join the next asker)
             if self._accepts(asked, led.cache):
                 return _shared(led)
+            break
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
         self._inflight[eid] = future
         try:
             answer = await self._answer_scoped(asked)
         except BaseException as exc:
-            future.set_exception(exc if isinstance(exc, Exception) else UpstreamError("the request was cancelled"))
+            future.set_exception(exc if isinstance(exc, Exception) else _Abandoned("the request was cancelled"))
             raise
         else:
             future.set_result(answer)
@@ -273,6 +279,10 @@ class CacheService:
                 log.warning("cache lookup failed, answering from the LLM: %s", exc)
                 info = CacheInfo(status="bypass", reason="cache unavailable")
                 return await self._from_llm(asked.prompt, info, on_event=asked.on_event)
+            except Exception:
+                log.exception("cache lookup failed (a fault, not an outage), answering from the LLM")
+                info = CacheInfo(status="bypass", reason=CACHE_FAULT)
+                return await self._from_llm(asked.prompt, info, on_event=asked.on_event)
             self._breaker.succeeded()
             lookup_ms = (time.perf_counter() - started) * 1000
             if hit is not None:
@@ -289,6 +299,15 @@ class CacheService:
             # (deterministic), so a streaming client can delete it or give a verdict on it like any other.
             info = replace(info, entry_id=asked.eid)
         answer = await self._from_llm(asked.prompt, info, lookup_ms=lookup_ms, on_event=asked.on_event)
+        try:
+            return await self._keep(asked, answer, vector, note)
+        except Exception:  # not an outage (those are handled within): never lose an answer paid for to a fault
+            log.exception("could not store the answer (a fault, not an outage)")
+            return replace(answer, cache=CacheInfo(status="miss", reason=CACHE_FAULT))
+
+    async def _keep(self, asked: _Asked, answer: Answer, vector: Vector | None, note: str | None) -> Answer:
+        """Store the LLM's answer if it is complete and may be kept; answer with its cache status."""
+        control = asked.control
         completion = answer.completion
         assert completion is not None
         if not completion.completed:
@@ -381,6 +400,8 @@ class CacheService:
                             await self._store.put(entry, vector, remaining)
                 except (StoreError, EmbedderError) as exc:
                     log.warning("could not store %d deferred answers: %s", len(jobs), exc)
+                except Exception:  # a fault, not an outage: these answers are lost, the ones after them are not
+                    log.exception("could not store %d deferred answers (a fault, not an outage)", len(jobs))
                 finally:
                     self._storing = 0
         finally:
@@ -614,6 +635,10 @@ class CacheService:
     async def feedback_log(self, tenant: str, limit: int = 1000) -> list[dict[str, object]]:
         """The tenant's newest labelled pairs ({"a": stored, "b": asked, "duplicate", "confidence", ...})."""
         return await self._store.feedback_log(tenant, limit)
+
+
+class _Abandoned(UpstreamError):
+    """What a request's followers see when it is cancelled (its caller went away): not an answer to share."""
 
 
 class _Breaker:
