@@ -21,6 +21,22 @@ def test_normalize_folds_whitespace_and_unicode_but_keeps_case() -> None:
     assert normalize_text("Hello") != normalize_text("hello")
 
 
+@pytest.mark.parametrize(
+    ("text", "folded"),
+    [
+        ("What is 10²?", "What is 10²?"),  # an exponent: "What is 102?" is another question
+        ("Ca²⁺ and x⁻¹", "Ca²⁺ and x⁻¹"),
+        ("\uff11\uff10² \uff4b\uff4d", "10² km"),  # the rest of the text still folds
+        ("Why is H₂O polar?", "Why is H2O polar?"),  # subscripts fold: the same formula
+        ("the ﬁrst\u00a0ﬁle", "the first file"),
+        ("3ʳᵈ place", "3rd place"),
+    ],
+)
+def test_normalize_keeps_superscript_digits_and_signs(text: str, folded: str) -> None:
+    assert normalize_text(text) == folded
+    assert normalize_text("What is 10²?") != normalize_text("What is 102?")
+
+
 def test_the_final_user_text_is_not_part_of_the_scope() -> None:
     assert scope(prompt()) == scope(prompt(messages=(Message("user", "something else"),)))
 

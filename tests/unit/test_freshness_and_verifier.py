@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from semcache.adapters.memory_store import MemoryStore
+from semcache.core.fingerprint import normalize_text
 from semcache.core.freshness import FreshnessPolicy, is_volatile, quotes_dates_or_prices
 from semcache.core.models import CacheControl, CacheMode, Message, Prompt
 from semcache.core.service import CacheService, Policy
@@ -376,6 +377,27 @@ def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candid
     ],
 )
 def test_numbers_written_as_words_count_as_numbers(query: str, candidate: str, rule: str | None) -> None:
+    assert veto(query, candidate) == rule
+    assert veto(candidate, query) == rule
+
+
+@pytest.mark.parametrize(
+    ("query", "candidate", "rule"),
+    [
+        ("What is 10²?", "What is 10³?", "numbers"),
+        ("What is 10²?", "What is 102?", "numbers"),
+        ("What is the derivative of x²?", "What is the derivative of x³?", "numbers"),
+        ("How many cm² are in a m²?", "How many cm³ are in a m³?", "numbers"),
+        ("Why is Na⁺ stable?", "Why is Na⁻ stable?", "numbers"),
+        ("What is the integral of x⁻¹?", "What is the integral of x¹?", "numbers"),
+        # the same power; and a power on one side only is left to the networks, like any number
+        ("What is 10²?", "How much is 10²?", None),
+        ("What is the derivative of x²?", "What is the derivative of x squared?", None),
+        # subscripts are folded into digits by the normalisation, superscripts are not (fingerprint.normalize_text)
+        (normalize_text("Why is H₂O polar?"), "Why is H2O polar?", None),
+    ],
+)
+def test_superscripts_count_as_numbers_of_their_own(query: str, candidate: str, rule: str | None) -> None:
     assert veto(query, candidate) == rule
     assert veto(candidate, query) == rule
 

@@ -7,7 +7,8 @@ import pytest
 
 from semcache.adapters.memory_store import MemoryStore
 from semcache.core.errors import StoreError, StoreFull, UpstreamError
-from semcache.core.models import CacheControl, CacheInfo, CacheMode, Message, Prompt
+from semcache.core.fingerprint import entry_id, scope_fingerprint
+from semcache.core.models import CacheControl, CacheInfo, CacheMode, Entry, Message, Prompt, Usage
 from semcache.core.service import CACHE_FAULT, CACHE_FULL, TOO_LONG, CacheService, Policy
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
 
@@ -491,4 +492,26 @@ async def test_a_fault_in_the_cache_never_costs_the_answer(
     assert (stored.cache.status, stored.cache.reason) == ("miss", None), "no pause: the store is up"
     assert stored.cache.entry_id is not None
     assert (await service.answer(ask("who wrote othello"), tenant="t")).cache.tier == "exact"
+    assert len(llm.prompts) == 3
+
+
+async def test_an_exponent_is_not_folded_into_the_number_before_it(
+    service: CacheService, store: FailingStore, embedder: BagOfWordsEmbedder, llm: ScriptedLLM, clock: Clock
+) -> None:
+    squared = await service.answer(ask("What is 10²?"), tenant="t")
+    assert squared.cache.status == "miss"
+    other = await service.answer(ask("What is 102?"), tenant="t")
+    assert other.cache.tier != "exact", "NFKC would have made them one question: 10² is not 102"
+    assert other.text == "answer to What is 102?"
+    assert (await service.answer(ask("What is 10²?"), tenant="t")).cache.tier == "exact"
+
+    # An entry stored when the normalisation folded superscripts sits under the id of the question it does not
+    # answer: the exact tier compares the questions too, so it is not served to that one.
+    prompt = ask("What is 7³?")
+    scope = scope_fingerprint(prompt, tenant="t", embedder_id=embedder.id)
+    old = Entry(id=entry_id(scope, "What is 73?"), scope=scope, query="What is 7³?", response="343", model="m",
+                usage=Usage(1, 1), created_at=clock.now, tenant="t")  # fmt: skip
+    await store.put(old, embedder.embed(["What is 7³?"])[0], 60)
+    asked = await service.answer(ask("What is 73?"), tenant="t")
+    assert asked.text == "answer to What is 73?"
     assert len(llm.prompts) == 3

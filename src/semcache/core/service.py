@@ -433,7 +433,9 @@ class CacheService:
         why the semantic tier was skipped if it was for want of time."""
         scope, normalized = asked.scope, asked.normalized
         entry = await self._store.get(asked.eid)
-        if entry is not None and entry.scope == scope:
+        if entry is not None and entry.scope == scope and normalize_text(entry.query) == normalized:
+            # (The question is compared too: an entry stored when the normalisation folded more, "10²" into "102",
+            # sits under the id of a question it does not answer. Anything else with the same id goes on below.)
             return _from_entry(entry, tier="exact", similarity=None, confidence=None), None, None
         if asked.volatile:
             # A paraphrase of a time-sensitive question may have been stored at another time: only the exact

@@ -28,9 +28,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from semcache.core.fingerprint import SUPERSCRIPTS
+
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _CAPITALISED = re.compile(r"\b[A-Z][a-zA-Z0-9]+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_POWER = re.compile(f"[{SUPERSCRIPTS}]+")
+_POWER_PLAIN = str.maketrans(SUPERSCRIPTS, "0123456789+-=()")
 # Numbers written as words count as the digits would ("three reasons" is "3 reasons", "the second highest" is "the
 # 2nd highest", "in his forties" names 40). Not "one" and "first", mostly not counts ("one of the best", "my first
 # car"); "second" only as an ordinal (not "a second", "per second", "second-hand").
@@ -255,6 +259,14 @@ def _worded(digits: frozenset[str], tokens: list[str]) -> frozenset[str]:
     return frozenset(found)
 
 
+def _powers(text: str) -> frozenset[str]:
+    """The superscripts (exponents, charges) as numbers of their own for the numbers rule: "10²" names 10 and ^2, so
+    it is not "10³" (^3) nor "102"; "Na⁺" is not "Na⁻". (The networks' features see digits only, as trained.)"""
+    if text.isascii():
+        return frozenset()
+    return frozenset("^" + run.translate(_POWER_PLAIN) for run in _POWER.findall(text))
+
+
 def _ordinal_second(tokens: list[str], i: int) -> bool:
     """Whether "second" at tokens[i] is the ordinal: not "a second", "per second", "second-hand"."""
     after_article = i > 0 and tokens[i - 1] in _NOT_ORDINAL_BEFORE
@@ -362,7 +374,7 @@ def _profile(text: str) -> TextProfile:
         words=words,
         content=words - _STOP,
         numbers=digits,
-        counted=_worded(digits, tokens),
+        counted=_worded(digits, tokens) | _powers(text),
         names=frozenset(w.lower() for w in _CAPITALISED.findall(text[1:])),
         negated=_negated(tokens),
         question_word=_question_word(tokens),
