@@ -11,6 +11,9 @@ came from. Tests steer it with markers inside the user's text (kept out of the a
     [fake:refusal]     answer with a refusal instead of text
     [fake:cut]         with stream=true, stop after a few deltas, before the final event (a broken stream)
     [fake:drip=0.05]   with stream=true, wait that many seconds between deltas
+    [fake:web_search]  answer after a web search: a web_search_call item before the message (a hosted tool)
+A reasoning model (gpt-5*, o1*, o3*, o4*, or any request with "reasoning") puts a reasoning item (empty summary, as
+OpenAI's do unless a summary is asked for) before its message, and counts reasoning tokens.
 With "stream": true the answer comes as server-sent events, as OpenAI sends them: response.created, the output
 item and content part added, the text in word-sized deltas, their done events, then response.completed (or
 response.incomplete).
@@ -35,6 +38,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, StreamingRespon
 from starlette.routing import Route
 
 MARKER = re.compile(r"\[fake:(\w+)(?:=([\w.]+))?\]")
+REASONING_MODELS = ("gpt-5", "o1", "o3", "o4")
 STATS: dict[str, Any] = {"calls": 0, "inputs": []}
 DELAY_S = 0.0
 
@@ -89,6 +93,18 @@ async def responses(request: Request) -> JSONResponse | PlainTextResponse | Stre
         content = {"type": "refusal", "refusal": "I can't help with that."}
     input_tokens = _tokens(text) + _tokens(body.get("instructions") or "")
     output_tokens = _tokens(answer)
+    message = {"type": "message", "id": f"msg_{uuid.uuid4().hex}", "status": status, "role": "assistant",
+               "content": [content]}  # fmt: skip
+    output: list[dict[str, Any]] = [message]
+    if "web_search" in markers:
+        search = {"type": "search", "query": text}
+        output.insert(0, {"type": "web_search_call", "id": f"ws_{uuid.uuid4().hex}", "status": "completed",
+                          "action": search})  # fmt: skip
+    reasoning_tokens = 0
+    if body.get("reasoning") is not None or str(body.get("model", "")).startswith(REASONING_MODELS):
+        output.insert(0, {"type": "reasoning", "id": f"rs_{uuid.uuid4().hex}", "summary": []})
+        reasoning_tokens = 2 * output_tokens
+        output_tokens += reasoning_tokens
     response = {
         "id": f"resp_{uuid.uuid4().hex}",
         "object": "response",
@@ -98,15 +114,7 @@ async def responses(request: Request) -> JSONResponse | PlainTextResponse | Stre
         "incomplete_details": incomplete,
         "instructions": body.get("instructions"),
         "model": body.get("model", "fake-model"),
-        "output": [
-            {
-                "type": "message",
-                "id": f"msg_{uuid.uuid4().hex}",
-                "status": status,
-                "role": "assistant",
-                "content": [content],
-            }
-        ],
+        "output": output,
         "parallel_tool_calls": True,
         "tool_choice": "auto",
         "tools": [],
@@ -117,7 +125,7 @@ async def responses(request: Request) -> JSONResponse | PlainTextResponse | Stre
             "input_tokens": input_tokens,
             "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
             "total_tokens": input_tokens + output_tokens,
         },
     }
@@ -128,18 +136,23 @@ async def responses(request: Request) -> JSONResponse | PlainTextResponse | Stre
 
 
 async def _events(response: dict[str, Any], *, cut: bool, drip_s: float) -> Any:
-    """The Responses API's stream of one answer (text or refusal), as server-sent events."""
+    """The Responses API's stream of one answer (text or refusal), as server-sent events; the items before the message
+    (reasoning, a tool call) are added and done before it."""
     sequence = iter(range(10**6))
-    item = response["output"][0]
+    index = next(i for i, item in enumerate(response["output"]) if item["type"] == "message")
+    item = response["output"][index]
     part = item["content"][0]
     text = part.get("text", part.get("refusal", ""))
 
     def sse(kind: str, **fields: Any) -> str:
         return f"event: {kind}\ndata: {json.dumps({'type': kind, 'sequence_number': next(sequence), **fields})}\n\n"
 
-    at = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    at = {"item_id": item["id"], "output_index": index, "content_index": 0}
     yield sse("response.created", response={**response, "status": "in_progress", "output": [], "usage": None})
-    yield sse("response.output_item.added", output_index=0, item={**item, "status": "in_progress", "content": []})
+    for i, before in enumerate(response["output"][:index]):
+        yield sse("response.output_item.added", output_index=i, item=before)
+        yield sse("response.output_item.done", output_index=i, item=before)
+    yield sse("response.output_item.added", output_index=index, item={**item, "status": "in_progress", "content": []})
     empty = {"type": "output_text", "text": "", "annotations": []} if "text" in part else {**part, "refusal": ""}
     yield sse("response.content_part.added", **at, part=empty)
     kind = "output_text" if "text" in part else "refusal"
@@ -155,7 +168,7 @@ async def _events(response: dict[str, Any], *, cut: bool, drip_s: float) -> Any:
         **({"text": text, "logprobs": []} if kind == "output_text" else {"refusal": text}),
     )
     yield sse("response.content_part.done", **at, part=part)
-    yield sse("response.output_item.done", output_index=0, item=item)
+    yield sse("response.output_item.done", output_index=index, item=item)
     final = "response.completed" if response["status"] == "completed" else "response.incomplete"
     yield sse(final, response=response)
 

@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from semcache.core.service import NOT_TEXT
 from tests.conftest import FakeOpenAI
 from tests.integration.conftest import ApiServer
 
@@ -460,3 +461,52 @@ def test_a_client_that_leaves_mid_stream_still_gets_the_answer_stored(http: http
         time.sleep(0.1)
     assert again.headers["x-semcache"] == "hit"
     assert again.json()["output"][0]["content"][0]["text"] == f"[offline answer] {q}"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_sdk_answers_of_reasoning_models_are_cached(
+    sdk: openai.OpenAI, fake_openai: FakeOpenAI, unique: str, stream: bool
+) -> None:
+    # A reasoning model's output starts with a reasoning item (gpt-5, o-series: always, its summary empty unless one
+    # is asked for). It is not part of the answer: until session 18 its presence kept every such answer out of the
+    # cache.
+    q = f"Why do leaves change colour in autumn {unique} {stream}?"
+
+    def ask() -> tuple[str, Any]:
+        raw = sdk.responses.with_raw_response.create(
+            model="gpt-5-mini", input=q, reasoning={"effort": "low"}, stream=stream
+        )
+        if stream:
+            return raw.headers["x-semcache"], list(raw.parse())[-1].response
+        return raw.headers["x-semcache"], raw.parse()
+
+    status, first = ask()
+    assert status == "miss"
+    assert [item.type for item in first.output] == ["reasoning", "message"], "the fake answers as such models do"
+    assert first.output_text == f"[offline answer] {q}"
+    calls = fake_openai.stats()["calls"]
+    status, second = ask()
+    assert status == "hit"
+    assert second.output_text == first.output_text
+    assert fake_openai.stats()["calls"] == calls
+    messages: list[Any] = [{"role": "user", "content": q}]
+    for expected in ("miss", "hit"):  # the chat route, its reasoning_effort scoped like reasoning above
+        chat = sdk.chat.completions.with_raw_response.create(model="o4-mini", messages=messages, reasoning_effort="low")
+        assert chat.headers["x-semcache"] == expected
+        assert chat.parse().choices[0].message.content == f"[offline answer] {q}"
+
+
+def test_an_answer_found_with_a_hosted_tool_is_returned_not_stored(
+    sdk: openai.OpenAI, http: httpx.Client, fake_openai: FakeOpenAI, unique: str
+) -> None:
+    # What a web search found is the web's at that moment: such an answer is returned and never stored.
+    q = f"[fake:web_search] What does the newest edition of Rust change {unique}?"
+    for _ in range(2):
+        calls = fake_openai.stats()["calls"]
+        raw = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, tools=[{"type": "web_search"}])
+        assert (raw.headers["x-semcache"], raw.headers["x-semcache-entry"]) == ("miss", "none")
+        answer = raw.parse()
+        assert [item.type for item in answer.output] == ["web_search_call", "message"]
+        assert answer.output_text == f"[offline answer] {q}"
+        assert fake_openai.stats()["calls"] == calls + 1
+    assert query(http, q).json()["cache"]["reason"] == NOT_TEXT

@@ -166,8 +166,12 @@ def _completion(response: Response, requested_model: str) -> Completion:
 
     if not isinstance(response, Response) or not isinstance(getattr(response, "output", None), list):
         raise UpstreamError("the LLM's answer was not a Responses API object")
-    only_text = bool(response.output) and all(
-        item.type == "message" and all(part.type == "output_text" for part in item.content) for item in response.output
+    # The answer is its messages' text. A reasoning model's reasoning item comes before them (gpt-5, o-series: always,
+    # with an empty summary unless one is asked for): how it got there, not part of what is served again. Anything
+    # else (a refusal, a call of a tool, hosted or not) makes the answer one that is not kept.
+    messages = [item for item in response.output if item.type != "reasoning"]
+    only_text = bool(messages) and all(
+        item.type == "message" and all(part.type == "output_text" for part in item.content) for item in messages
     )
     text = response.output_text
     incomplete = response.incomplete_details.reason if response.incomplete_details else None

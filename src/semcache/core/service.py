@@ -49,6 +49,9 @@ VOLATILE = "time-sensitive question: served only to an exact repeat"
 have been answered on another day, so the semantic tier is not asked."""
 CACHE_FULL = "cache full: answer not stored"
 """The reason on a miss whose answer the store refused for want of memory."""
+NOT_TEXT = "answer not cached: not plain text (a refusal, or a call of a tool)"
+"""The reason on a miss whose answer came whole but is not the text of a message: a refusal, a function call, or
+what a hosted tool (web search, file search) found, which is the tool's at that moment."""
 CACHE_FAULT = "cache fault: answered without the cache"
 """The reason when the cache failed in a way that is not an outage (a bug: logged with its traceback): the lookup is
 skipped or the answer not stored, and the request is answered all the same. The store is not paused for it."""
@@ -311,7 +314,8 @@ class CacheService:
         completion = answer.completion
         assert completion is not None
         if not completion.completed:
-            return replace(answer, cache=CacheInfo(status="miss", reason="incomplete answer not cached"))
+            why = NOT_TEXT if completion.finish_reason == "stop" else "incomplete answer not cached"
+            return replace(answer, cache=CacheInfo(status="miss", reason=why))
         ttl, freshness = self._policy.freshness.ttl(
             asked.volatile, completion.text, self._policy.ttl_seconds, control.ttl_seconds
         )
