@@ -13,7 +13,8 @@ came from. Tests steer it with markers inside the user's text (kept out of the a
     [fake:drip=0.05]   with stream=true, wait that many seconds between deltas
     [fake:web_search]  answer after a web search: a web_search_call item before the message (a hosted tool)
 A reasoning model (gpt-5*, o1*, o3*, o4*, or any request with "reasoning") puts a reasoning item (empty summary, as
-OpenAI's do unless a summary is asked for) before its message, and counts reasoning tokens.
+OpenAI's do unless a summary is asked for) before its message, and counts reasoning tokens; the models named refuse
+a temperature with OpenAI's 400 (invalid_request_error, param "temperature").
 With "stream": true the answer comes as server-sent events, as OpenAI sends them: response.created, the output
 item and content part added, the text in word-sized deltas, their done events, then response.completed (or
 response.incomplete).
@@ -80,6 +81,10 @@ async def responses(request: Request) -> JSONResponse | PlainTextResponse | Stre
         return JSONResponse({"error": error}, status_code=status)
     if "malformed" in markers:
         return PlainTextResponse("this is not JSON", media_type="application/json")
+    if str(body.get("model", "")).startswith(REASONING_MODELS) and body.get("temperature") is not None:
+        error = {"message": "Unsupported parameter: 'temperature' is not supported with this model.",
+                 "type": "invalid_request_error", "param": "temperature", "code": "unsupported_parameter"}  # fmt: skip
+        return JSONResponse({"error": error}, status_code=400)
 
     answer = f"[offline answer] {text}"
     status, incomplete = "completed", None

@@ -254,6 +254,7 @@ def test_upstream_failures_are_clear_json_and_cache_nothing(
     assert error["upstream_status"] == upstream
     if upstream is not None:
         assert f"fake upstream error {upstream}" in error["message"]
+    assert error["code"] == (f"fake_{upstream}" if upstream is not None else None), "the LLM's own error code"
     assert query(http, q).status_code == status, "a failed call must not have been cached"
 
 
@@ -510,3 +511,26 @@ def test_an_answer_found_with_a_hosted_tool_is_returned_not_stored(
         assert answer.output_text == f"[offline answer] {q}"
         assert fake_openai.stats()["calls"] == calls + 1
     assert query(http, q).json()["cache"]["reason"] == NOT_TEXT
+
+
+def test_a_request_the_llm_refuses_as_malformed_is_its_4xx_not_a_502(
+    sdk: openai.OpenAI, http: httpx.Client, fake_openai: FakeOpenAI, unique: str
+) -> None:
+    # A parameter the model does not take is the caller's to fix: the LLM's 400, its reason and its param, as
+    # OpenAI would answer it (a 502 says the fault is ours, and the SDKs retry it). Nothing is stored.
+    q = f"What is a monad {unique}?"
+    errors = http.get("/v1/cache/stats").json()["errors"]
+    for _ in range(2):
+        calls = fake_openai.stats()["calls"]
+        with pytest.raises(openai.BadRequestError) as info:
+            sdk.responses.create(model="o4-mini", input=q, temperature=0.2)
+        assert fake_openai.stats()["calls"] == calls + 1, "asked once (not retried) and again: nothing was stored"
+        assert (info.value.status_code, info.value.param) == (400, "temperature")
+        assert info.value.code == "unsupported_parameter"
+        assert "not supported with this model" in info.value.message
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        sdk.chat.completions.create(model="o4-mini", messages=[{"role": "user", "content": q}], temperature=0.2)
+    streamed = http.post("/v1/responses", json={"model": "o4-mini", "input": q, "temperature": 0.2, "stream": True})
+    assert streamed.status_code == 400
+    assert streamed.json()["error"]["type"] == "invalid_request_error"
+    assert http.get("/v1/cache/stats").json()["errors"] == errors + 4, "each counted as an error answer"

@@ -18,7 +18,7 @@ import threading
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
-from semcache.core.errors import ConfigError, UpstreamError, UpstreamTimeout
+from semcache.core.errors import ConfigError, UpstreamError, UpstreamRejected, UpstreamTimeout
 from semcache.core.models import Completion, Message, Prompt, Usage
 from semcache.core.ports import StreamSink
 
@@ -120,9 +120,10 @@ class OpenAILLM:
         except openai.APITimeoutError as exc:
             raise UpstreamTimeout("the LLM did not answer in time") from exc
         except openai.APIStatusError as exc:
-            raise UpstreamError(
-                f"the LLM answered {exc.status_code}: {_reason(exc)}", status=exc.status_code, code=_code(exc)
-            ) from exc
+            message = f"the LLM answered {exc.status_code}: {_reason(exc)}"
+            if exc.status_code in UpstreamRejected.STATUSES:
+                raise UpstreamRejected(message, status=exc.status_code, code=exc.code, param=exc.param) from exc
+            raise UpstreamError(message, status=exc.status_code, code=exc.code) from exc
         except openai.APIError as exc:
             raise UpstreamError(f"the LLM call failed: {exc.message}") from exc
         except ValueError as exc:  # the SDK could not decode the body (not JSON)
@@ -194,11 +195,3 @@ def _reason(exc: openai.APIStatusError) -> str:
         if isinstance(message, str):
             return message
     return exc.message
-
-
-def _code(exc: openai.APIStatusError) -> str | None:
-    body = exc.body
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        code = body["error"].get("code")
-        return code if isinstance(code, str) else None
-    return None

@@ -7,7 +7,8 @@ SemcacheError
 │   └── StoreFull       the store refused a write for want of memory (reads still work)
 ├── EmbedderError       the embedder failed (treated like a store failure)
 └── UpstreamError       the LLM call failed (HTTP 502)
-    └── UpstreamTimeout the LLM call timed out (HTTP 504)
+    ├── UpstreamTimeout the LLM call timed out (HTTP 504)
+    └── UpstreamRejected the LLM refused the request as malformed (its 400, 404 or 422, passed on as such)
 """
 
 from __future__ import annotations
@@ -61,3 +62,15 @@ class UpstreamError(SemcacheError):
 
 class UpstreamTimeout(UpstreamError):
     """The LLM call did not finish within its timeout."""
+
+
+class UpstreamRejected(UpstreamError):
+    """The LLM refused the request itself (HTTP 400, 404 or 422: a parameter the model does not take, a model that
+    does not exist): the caller's to fix, so it is answered with that status and the LLM's own reason and param,
+    not as a failure of ours (a 502, which the SDKs retry)."""
+
+    STATUSES = frozenset({400, 404, 422})
+
+    def __init__(self, message: str, *, status: int, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message, status=status, code=code)
+        self.param = param

@@ -11,7 +11,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from semcache.core.errors import EmbedderError, InvalidRequest, StoreError, UpstreamError, UpstreamTimeout
+from semcache.core.errors import (
+    EmbedderError,
+    InvalidRequest,
+    StoreError,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
 from semcache.http.auth import Forbidden, Unauthorized
 from semcache.http.limits import BodyTooLarge
 
@@ -60,6 +67,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(UpstreamError)
     async def _upstream(request: Request, exc: UpstreamError) -> JSONResponse:
+        if isinstance(exc, UpstreamRejected):  # the request's own fault: its status, the LLM's reason and param
+            body = error_body(exc.message, "invalid_request_error", param=exc.param, code=exc.code)
+            body["error"]["upstream_status"] = exc.status  # type: ignore[index]
+            return JSONResponse(body, status_code=exc.status or 400)
         timeout = isinstance(exc, UpstreamTimeout)
         body = error_body(exc.message, "upstream_timeout" if timeout else "upstream_error", code=exc.code)
         body["error"]["upstream_status"] = exc.status  # type: ignore[index]
