@@ -18,7 +18,7 @@ a temperature with OpenAI's 400 (invalid_request_error, param "temperature").
 With "stream": true the answer comes as server-sent events, as OpenAI sends them: response.created, the output
 item and content part added, the text in word-sized deltas, their done events, then response.completed (or
 response.incomplete).
-GET /_fake/stats gives the number of calls and the last inputs; POST /_fake/reset clears them.
+GET /_fake/stats gives the number of calls, the last inputs and request bodies; POST /_fake/reset clears them.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from starlette.routing import Route
 
 MARKER = re.compile(r"\[fake:(\w+)(?:=([\w.]+))?\]")
 REASONING_MODELS = ("gpt-5", "o1", "o3", "o4")
-STATS: dict[str, Any] = {"calls": 0, "inputs": []}
+STATS: dict[str, Any] = {"calls": 0, "inputs": [], "bodies": []}
 DELAY_S = 0.0
 
 
@@ -71,6 +71,7 @@ async def responses(request: Request) -> JSONResponse | PlainTextResponse | Stre
     text = _last_user_text(body)
     STATS["calls"] += 1
     STATS["inputs"] = [*STATS["inputs"][-99:], text]
+    STATS["bodies"] = [*STATS["bodies"][-19:], body]
     markers = {m.group(1): m.group(2) for m in MARKER.finditer(text)}
     delay = float(markers.get("delay") or 0) + DELAY_S
     if delay:
@@ -183,7 +184,7 @@ async def stats(request: Request) -> JSONResponse:
 
 
 async def reset(request: Request) -> JSONResponse:
-    STATS.update(calls=0, inputs=[])
+    STATS.update(calls=0, inputs=[], bodies=[])
     return JSONResponse(STATS)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -534,3 +535,32 @@ def test_a_request_the_llm_refuses_as_malformed_is_its_4xx_not_a_502(
     assert streamed.status_code == 400
     assert streamed.json()["error"]["type"] == "invalid_request_error"
     assert http.get("/v1/cache/stats").json()["errors"] == errors + 4, "each counted as an error answer"
+
+
+def test_input_items_besides_messages_are_forwarded_uncached(
+    sdk: openai.OpenAI, fake_openai: FakeOpenAI, unique: str
+) -> None:
+    # OpenAI's own way to go on with a reasoning model without stored state: pass its output back, reasoning item
+    # included, then the next question. And a tool's call with its output, as an agent loop sends them. The LLM
+    # reads these items; the cache cannot judge them: answered (before session 18, refused with a 400), never cached.
+    first = sdk.responses.create(model="gpt-5-mini", input=f"Name a prime number {unique}")
+    follow_up = [
+        {"role": "user", "content": f"Name a prime number {unique}"},
+        *(item.model_dump(exclude_none=True) for item in first.output),
+        {"role": "user", "content": "Why is it prime?"},
+    ]
+    assert [item["type"] for item in follow_up[1:3]] == ["reasoning", "message"]
+    tool_loop: list[Any] = [
+        {"role": "user", "content": f"What is the weather in Paris {unique}?"},
+        {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": '{"city": "Paris"}'},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny, 21 C"},
+    ]
+    for items, kinds in ((follow_up, "reasoning"), (tool_loop, "function_call, function_call_output")):
+        for _ in range(2):
+            calls = fake_openai.stats()["calls"]
+            raw = sdk.responses.with_raw_response.create(model="gpt-5-mini", input=items)
+            assert raw.headers["x-semcache"] == "bypass"
+            assert raw.parse().status == "completed"
+            assert fake_openai.stats()["calls"] == calls + 1
+        sent = fake_openai.stats()["bodies"][-1]["input"]
+        assert sent == json.loads(json.dumps(items)), f"forwarded as given ({kinds})"

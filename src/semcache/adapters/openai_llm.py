@@ -111,7 +111,9 @@ class OpenAILLM:
         kwargs: dict[str, Any] = {"store": False, **prompt.options, **prompt.passthrough}
         if prompt.instructions is not None:
             kwargs["instructions"] = prompt.instructions
-        kwargs.update(model=prompt.model, input=_input(prompt.messages))
+        kwargs["model"] = prompt.model
+        if "input" not in prompt.passthrough:  # else the input as the caller gave it (items besides messages)
+            kwargs["input"] = _input(prompt.messages)
         try:
             if on_event is None:
                 response = await client.responses.create(**kwargs)

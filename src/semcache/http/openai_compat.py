@@ -119,15 +119,21 @@ def responses_prompt(body: ResponsesRequest, *, default_model: str) -> Prompt:
     """Translate a Responses API request (stream changes how the answer is sent, not what it is: not scoped)."""
     extra: dict[str, JSON] = dict(body.model_extra or {})
     messages: list[Message] = []
+    others: set[str] = set()  # the kinds of the input's items that are not messages
     if isinstance(body.input, str):
         messages.append(Message("user", body.input))
     else:
         for i, item in enumerate(body.input):
             role, content = item.get("role"), item.get("content")
-            if item.get("type", "message") != "message" or role not in MESSAGE_ROLES:
+            kind = item.get("type", "message")
+            if kind != "message":
+                # A reasoning model's reasoning passed back, a tool's call and its output, an item referenced by
+                # id: what the LLM makes of them is not the cache's to judge. Forwarded as given, never cached.
+                others.add(str(kind))
+                continue
+            if role not in MESSAGE_ROLES:
                 raise InvalidRequest(
-                    "only message items (role system, developer, user or assistant) are supported in input",
-                    param=f"input[{i}]",
+                    "a message's role must be system, developer, user or assistant", param=f"input[{i}].role"
                 )
             if isinstance(content, list):
                 text = _text_of(content, f"input[{i}].content")
@@ -136,7 +142,7 @@ def responses_prompt(body: ResponsesRequest, *, default_model: str) -> Prompt:
                 messages.append(Message(role, content))
             else:
                 raise InvalidRequest("content must be a string or a list of parts", param=f"input[{i}].content")
-    if not messages:
+    if not messages and not others:
         raise InvalidRequest("input must not be empty", param="input")
     options = {
         k: v
@@ -150,13 +156,17 @@ def responses_prompt(body: ResponsesRequest, *, default_model: str) -> Prompt:
     }
     passthrough = {k: v for k, v in extra.items() if k in PASSTHROUGH | STATEFUL and v is not None}
     stateful = sorted(k for k in passthrough if k in STATEFUL)
+    uncacheable = f"depends on server-side state ({', '.join(stateful)})" if stateful else None
+    if others:
+        passthrough["input"] = body.input  # as given: the LLM reads items the messages do not hold
+        uncacheable = uncacheable or f"input holds items other than messages ({', '.join(sorted(others))})"
     return Prompt(
         model=body.model or default_model,
         messages=tuple(messages),
         instructions=body.instructions,
         options=options,
         passthrough=passthrough,
-        uncacheable=f"depends on server-side state ({', '.join(stateful)})" if stateful else None,
+        uncacheable=uncacheable,
     )
 
 
