@@ -564,3 +564,18 @@ def test_input_items_besides_messages_are_forwarded_uncached(
             assert fake_openai.stats()["calls"] == calls + 1
         sent = fake_openai.stats()["bodies"][-1]["input"]
         assert sent == json.loads(json.dumps(items)), f"forwarded as given ({kinds})"
+
+
+def test_a_stored_prompt_is_cached_only_at_a_pinned_version(sdk: openai.OpenAI, unique: str) -> None:
+    # Without a version OpenAI uses the prompt's current one, which its owner may change at any time.
+    q = f"Summarise the plot of Hamlet {unique}"
+    for expected in ("bypass", "bypass"):
+        raw = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, prompt={"id": "pmpt_1"})
+        assert raw.headers["x-semcache"] == expected
+    pinned = {"id": "pmpt_1", "version": "3", "variables": {"tone": "brief"}}
+    for expected in ("miss", "hit"):
+        raw = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, prompt=pinned)  # type: ignore[arg-type]
+        assert raw.headers["x-semcache"] == expected
+    other = {**pinned, "version": "4"}
+    raw = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, prompt=other)  # type: ignore[arg-type]
+    assert raw.headers["x-semcache"] == "miss", "another version is another scope"

@@ -156,6 +156,10 @@ def responses_prompt(body: ResponsesRequest, *, default_model: str) -> Prompt:
     }
     passthrough = {k: v for k, v in extra.items() if k in PASSTHROUGH | STATEFUL and v is not None}
     stateful = sorted(k for k in passthrough if k in STATEFUL)
+    template = extra.get("prompt")
+    if isinstance(template, dict) and not template.get("version"):
+        # A stored prompt without a version: OpenAI uses whichever version is current, which may change under us.
+        stateful.append("prompt without a version")
     uncacheable = f"depends on server-side state ({', '.join(stateful)})" if stateful else None
     if others:
         passthrough["input"] = body.input  # as given: the LLM reads items the messages do not hold
