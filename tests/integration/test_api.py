@@ -574,8 +574,8 @@ def test_a_stored_prompt_is_cached_only_at_a_pinned_version(sdk: openai.OpenAI, 
         assert raw.headers["x-semcache"] == expected
     pinned = {"id": "pmpt_1", "version": "3", "variables": {"tone": "brief"}}
     for expected in ("miss", "hit"):
-        raw = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, prompt=pinned)  # type: ignore[arg-type]
+        raw = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, prompt=pinned)
         assert raw.headers["x-semcache"] == expected
     other = {**pinned, "version": "4"}
-    raw = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, prompt=other)  # type: ignore[arg-type]
+    raw = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, prompt=other)
     assert raw.headers["x-semcache"] == "miss", "another version is another scope"
