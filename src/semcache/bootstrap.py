@@ -162,6 +162,7 @@ def build(settings: Settings, *, one_request_at_a_time: bool = False) -> Compone
         base_url=settings.openai_base_url,
         timeout_s=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
+        deadline_s=settings.llm_deadline_s,
         # many calls in flight at once on the server; one at a time on Lambda (see openai_llm)
         transport="httpx" if one_request_at_a_time else "aiohttp",
     )

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     )
     llm_timeout_s: float = Field(20.0, gt=0, le=600, description="timeout of one LLM call")
     llm_max_retries: int = Field(1, ge=0, le=5, description="retries of a failed LLM call")
+    llm_deadline_s: float | None = Field(
+        None,
+        gt=0,
+        le=900,
+        description="bound on one LLM call with all its retries (none: the timeout times the attempts); behind API "
+        "Gateway set it below the function's timeout, so a slow LLM is a clear 504 and not the gateway's own",
+    )
     default_model: str = Field("gpt-4.1-mini", min_length=1, description="model used when a request names none")
 
     model_dir: Path = Field(Path(".local/models"), description="folder holding model.onnx and tokenizer.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -11,6 +12,9 @@ import httpx
 import openai
 import pytest
 
+from semcache.adapters.openai_llm import OpenAILLM
+from semcache.core.errors import UpstreamTimeout
+from semcache.core.models import Message, Prompt
 from semcache.core.service import NOT_TEXT
 from tests.conftest import FakeOpenAI
 from tests.integration.conftest import ApiServer
@@ -263,6 +267,22 @@ def test_upstream_timeout_is_a_504(http: httpx.Client, unique: str) -> None:
     response = query(http, f"[fake:delay=3] slow question {unique}")
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "upstream_timeout"
+
+
+def test_a_deadline_bounds_the_llm_call_with_its_retries(fake_openai: FakeOpenAI, unique: str) -> None:
+    # Behind API Gateway (29 s) a 20 s timeout and one retry could outlast the function: the deadline ends the call,
+    # retries included, with our 504. Here each attempt times out at 1 s and the retry would end at 2.5 s or later.
+    llm = OpenAILLM(api_key="sk-test", base_url=fake_openai.base_url, timeout_s=1.0, max_retries=1, deadline_s=1.5)
+    prompt = Prompt(model="gpt-4.1-mini", messages=(Message("user", f"[fake:delay=1.2] slow {unique}"),))
+
+    async def ask() -> None:
+        try:
+            await llm.complete(prompt)
+        finally:
+            await llm.close()
+
+    with pytest.raises(UpstreamTimeout, match=r"within 1.5 s \(retries included\)"):
+        asyncio.run(ask())
 
 
 @pytest.mark.parametrize("marker", ["incomplete", "refusal"])

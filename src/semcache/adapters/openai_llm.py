@@ -63,9 +63,12 @@ class OpenAILLM:
         timeout_s: float = 20.0,
         max_retries: int = 1,
         transport: Transport = "httpx",
+        deadline_s: float | None = None,
     ) -> None:
+        """deadline_s: a bound on one call with all its retries (None: timeout_s for each of the attempts)."""
         check_transport(transport)
         self._client = client
+        self._deadline_s = deadline_s
         self._connect = partial(
             connect,
             api_key=api_key,
@@ -115,12 +118,15 @@ class OpenAILLM:
         if "input" not in prompt.passthrough:  # else the input as the caller gave it (items besides messages)
             kwargs["input"] = _input(prompt.messages)
         try:
-            if on_event is None:
-                response = await client.responses.create(**kwargs)
-            else:
-                response = await _streamed(client, kwargs, on_event)
+            async with asyncio.timeout(self._deadline_s):
+                if on_event is None:
+                    response = await client.responses.create(**kwargs)
+                else:
+                    response = await _streamed(client, kwargs, on_event)
         except openai.APITimeoutError as exc:
             raise UpstreamTimeout("the LLM did not answer in time") from exc
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"the LLM did not answer within {self._deadline_s:g} s (retries included)") from exc
         except openai.APIStatusError as exc:
             message = f"the LLM answered {exc.status_code}: {_reason(exc)}"
             if exc.status_code in UpstreamRejected.STATUSES:
