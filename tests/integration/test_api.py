@@ -411,6 +411,9 @@ def test_sdk_responses_stream_relays_a_miss_and_replays_the_hit(
     assert [e.sequence_number for e in events] == list(range(len(events)))
     # streamed or not, it is the same answer: the stream's entry serves the plain request too
     assert sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q).headers["x-semcache"] == "hit"
+    options = {"include_obfuscation": False}  # how the stream is sent, not what it says: the same entry
+    raw = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, stream=True, stream_options=options)
+    assert raw.headers["x-semcache"] == "hit"
 
 
 def test_sdk_chat_stream_miss_and_hit_with_usage(sdk: openai.OpenAI, unique: str) -> None:

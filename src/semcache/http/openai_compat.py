@@ -19,8 +19,11 @@ from semcache.core.service import check_probability, check_similarity, check_ttl
 
 _N = TypeVar("_N", int, float)
 
-# Fields that reach the LLM but do not change the answer, so stay out of the cache scope.
-PASSTHROUGH = frozenset({"store", "metadata", "user", "safety_identifier", "prompt_cache_key", "service_tier"})
+# Fields that reach the LLM but do not change the answer, so stay out of the cache scope (stream_options: how a
+# stream is sent, as stream itself).
+PASSTHROUGH = frozenset(
+    {"store", "metadata", "user", "safety_identifier", "prompt_cache_key", "service_tier", "stream_options"}
+)
 # Fields that make the answer depend on state held by OpenAI: such requests are never cached.
 STATEFUL = frozenset({"previous_response_id", "conversation", "background"})
 MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant"})
