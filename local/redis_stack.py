@@ -95,9 +95,11 @@ def install(home: Path = HOME) -> Path:
     return home
 
 
-def server_command(home: Path, port: int, data: Path, *, appendonly: bool = True) -> list[str]:
-    """The command line that runs Redis Stack in the foreground on 127.0.0.1:port with data in data."""
+def server_command(home: Path, port: int, data: Path, *, appendonly: bool = True, cluster: bool = False) -> list[str]:
+    """The command line that runs Redis Stack in the foreground on 127.0.0.1:port with data in data; cluster: in
+    cluster mode, as MemoryDB and ElastiCache run (the slots are then to be assigned: CLUSTER ADDSLOTSRANGE)."""
     data.mkdir(parents=True, exist_ok=True)
+    clustered = ["--cluster-enabled", "yes", "--cluster-config-file", str(data / "nodes.conf")] if cluster else []
     return [
         str(home / "bin/redis-server"),
         "--bind", "127.0.0.1",
@@ -108,6 +110,7 @@ def server_command(home: Path, port: int, data: Path, *, appendonly: bool = True
         "--save", "",
         "--loadmodule", str(home / "lib/redisearch.so"),
         "--loadmodule", str(home / "lib/rejson.so"),
+        *clustered,
     ]  # fmt: skip
 
 
@@ -128,12 +131,13 @@ def main() -> None:
     serve.add_argument("--port", type=int, default=int(os.environ.get("REDIS_PORT", "6379")))
     serve.add_argument("--data", type=Path, default=ROOT / ".local" / "redis-data")
     serve.add_argument("--no-aof", action="store_true", help="keep nothing on disk (tests)")
+    serve.add_argument("--cluster", action="store_true", help="cluster mode, one node (assign it the slots)")
     args = parser.parse_args()
     home = install()
     if args.cmd == "install":
         print(home)
         return
-    cmd = server_command(home, args.port, args.data.resolve(), appendonly=not args.no_aof)
+    cmd = server_command(home, args.port, args.data.resolve(), appendonly=not args.no_aof, cluster=args.cluster)
     sys.stdout.flush()
     os.execve(cmd[0], cmd, server_env(home))
 

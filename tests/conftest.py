@@ -72,21 +72,25 @@ def model_dir() -> Path:
 class RedisServer:
     """A Redis Stack server the tests may stop and start again (for fault tests)."""
 
-    def __init__(self, port: int, data: Path) -> None:
+    def __init__(self, port: int, data: Path, *, cluster: bool = False) -> None:
         self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
         self._data = data
+        self._cluster = cluster
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self._proc = subprocess.Popen(
             [sys.executable, str(LOCAL / "redis_stack.py"), "serve", "--port", str(self.port), "--no-aof",
-             "--data", str(self._data)],
+             "--data", str(self._data), *(["--cluster"] if self._cluster else [])],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         try:
             wait_until(client.ping, f"Redis Stack on port {self.port}", 60)
+            if self._cluster:  # one node holding every slot: a one-shard cluster, as MemoryDB runs one
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+                wait_until(lambda: b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"), "the cluster")
         finally:
             client.close()
 
@@ -106,6 +110,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(free_port(), tmp_path_factory.mktemp("redis-data"))
     server.start()
     yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The bundled Redis Stack in cluster mode, one shard: as MemoryDB and ElastiCache (cluster mode) run, where a
+    command or a transaction may only name keys of one hash slot (CROSSSLOT otherwise), whatever the shards."""
+    subprocess.run([sys.executable, str(LOCAL / "redis_stack.py"), "install"], check=True, stdout=subprocess.DEVNULL)
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis-cluster-data"), cluster=True)
+    server.start()
+    yield server.url
     server.stop()
 
 

@@ -33,8 +33,10 @@ def entry(eid: str, scope: str = "s1", response: str = "r", query: str = "q") ->
     return Entry(id=eid, scope=scope, query=query, response=response, model="m", usage=Usage(3, 4), created_at=1234.5)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def backend(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[tuple[VectorStore, Advance]]:
+    # redis-cluster: one shard in cluster mode (MemoryDB, ElastiCache), where no command or transaction may name keys
+    # of two hash slots
     if request.param == "memory":
         now = [1_000.0]
         store = MemoryStore(clock=lambda: now[0])
@@ -44,7 +46,7 @@ async def backend(request: pytest.FixtureRequest, key_prefix: str) -> AsyncItera
 
         yield store, advance_clock
         return
-    url = request.getfixturevalue("redis_url")
+    url = request.getfixturevalue("redis_url" if request.param == "redis" else "redis_cluster_url")
     client = redis_store.connect(url, timeout_s=2, connect_timeout_s=2)
     rstore = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM)
     await rstore.ensure_index()
@@ -336,3 +338,31 @@ async def test_a_mismatch_mark_read_with_hmget_where_the_knn_reply_has_no_fields
     finally:
         await client.execute_command("FT.DROPINDEX", store.index_name, "DD")  # type: ignore[no-untyped-call]
         await store.close()
+
+
+async def test_concurrent_writes_of_different_entries_all_land(backend: tuple[VectorStore, Advance]) -> None:
+    # Concurrent writes share a round trip. On a cluster-mode server (MemoryDB, ElastiCache) one transaction may not
+    # name keys of two hash slots, so each entry's write must be a transaction of its own.
+    store, _ = backend
+    ids = [f"e{i}" for i in range(40)]
+    await asyncio.gather(*(store.put(entry(eid, response=f"r{eid}"), unit(1, i + 1), 100) for i, eid in enumerate(ids)))
+    got = await asyncio.gather(*(store.get(eid) for eid in ids))
+    assert [g.response if g else None for g in got] == [f"r{eid}" for eid in ids]
+    marked = await asyncio.gather(*(store.mark_mismatch(eid, f"other-{eid}") for eid in ids[:10]))
+    assert all(marked)
+    assert await store.flush(scope="s1") == len(ids)
+    assert await store.get(ids[0]) is None
+
+
+async def test_verdicts_are_counted_and_logged(backend: tuple[VectorStore, Advance]) -> None:
+    store, _ = backend
+    example = {"a": "stored", "b": "asked", "duplicate": False}
+    await asyncio.gather(
+        store.record_verdict("v1|t1", 8, wrong=True, example=example, tenant="t1"),
+        store.record_verdict("v1|t1", 8, wrong=False, example=example, tenant="t1"),
+        store.record_verdict("v1|t2", 3, wrong=True, example=example, tenant="t2"),
+    )
+    assert await store.verdicts("v1|t1") == {8: (1, 1)}
+    assert await store.verdicts("v1|t2") == {3: (0, 1)}
+    assert len(await store.feedback_log("t1", 10)) == 2
+    assert await store.feedback_log("t2", 10) == [example]

@@ -48,9 +48,11 @@ def packed(command: Command) -> bytes:
 class AutoPipeline:
     """Runs groups of commands, each group's together, batching the groups of concurrent callers.
 
-    transaction=True wraps each pipeline in MULTI/EXEC, so a group is applied atomically (with the other groups of
-    its pipeline, which Redis then also applies at once). A group is never split across pipelines; a pipeline
-    holds about max_commands commands, and the rest of a large batch goes in further pipelines at the same time.
+    transaction=True wraps each group in a MULTI/EXEC of its own, so a group is applied atomically; the groups of one
+    pipeline still share its round trip. (One MULTI/EXEC around every group of the pipeline would name the keys of
+    several entries, which a cluster-mode server, MemoryDB or ElastiCache, refuses with CROSSSLOT however few its
+    shards.) A group is never split across pipelines; a pipeline holds about max_commands commands, and the rest of
+    a large batch goes in further pipelines at the same time.
     """
 
     def __init__(self, client: Redis, *, transaction: bool = False, max_commands: int = 64) -> None:
@@ -143,11 +145,16 @@ class AutoPipeline:
                 return [await self._client.execute_command(*groups[0][0])]  # type: ignore[no-untyped-call]
             except ResponseError as exc:
                 return [exc]
-        pipe = self._client.pipeline(transaction=self._transaction)
+        pipe = self._client.pipeline(transaction=False)
         for commands in groups:
+            if self._transaction:
+                pipe.execute_command("MULTI")
             for command in commands:
                 pipe.execute_command(*command)
-        return await pipe.execute(raise_on_error=False)
+            if self._transaction:
+                pipe.execute_command("EXEC")
+        replies = await pipe.execute(raise_on_error=False)
+        return _executed(groups, replies) if self._transaction else replies
 
     async def _alone(self, command: Command) -> Any:
         """The reply to one command (its error in place), sent on the lone commands' connection. Only execute's
@@ -196,3 +203,22 @@ class AutoPipeline:
                 # whoever took the connection next. Closed, its command fails and the pool reconnects it for the next.
                 await conn.disconnect(nowait=True)
             await self._client.connection_pool.release(conn)
+
+
+def _executed(groups: Sequence[Sequence[Command]], replies: list[Any]) -> list[Any]:
+    """The replies to the commands of groups sent each as MULTI, the commands, EXEC: each command's reply from its
+    group's EXEC, or, where the group was refused (a command refused as it was queued, OOM for one, and so the whole
+    transaction), that first refusal in place of each of its replies."""
+    out: list[Any] = []
+    at = 0
+    for commands in groups:
+        n = len(commands)
+        queued, executed = replies[at : at + n + 1], replies[at + n + 1]
+        at += n + 2
+        refused = next((r for r in queued if isinstance(r, Exception)), None)
+        if refused is None and isinstance(executed, Exception):
+            refused = executed
+        if refused is None and not (isinstance(executed, list) and len(executed) == n):
+            refused = ResponseError(f"unexpected EXEC reply: {executed!r:.200}")
+        out.extend([refused] * n if refused is not None else executed)
+    return out

@@ -18,6 +18,7 @@ of the event loop (semcache.adapters.redis_pipelining): a burst does not run the
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -331,9 +332,9 @@ class RedisStore:
                 for i, row in zip(unread, read, strict=True):
                     rows[i] = row
         matches = [
-            Match(entry, 1.0 - distance, vec, mismatched)
+            Match(entry, _similarity(distance, vector, vec), vec, mismatched)
             for (entry, vec, mismatched), (_, distance, _) in zip(rows, hits, strict=True)
-            if entry is not None and entry.scope == scope
+            if entry is not None and entry.scope == scope and (distance is not None or vec is not None)
         ]
         matches.sort(key=lambda m: m.similarity, reverse=True)
         return matches
@@ -409,8 +410,11 @@ class RedisStore:
                         for key, (t, s) in zip(batch, owners, strict=True)
                         if (tenant is None or t == tenant.encode()) and (scope is None or s == scope.encode())
                     ]
-                if doomed:
-                    removed += int(await self._client.unlink(*doomed))
+                if doomed:  # one key a command: a cluster-mode server refuses one naming keys of several slots
+                    pipe = self._client.pipeline(transaction=False)
+                    for key in doomed:
+                        pipe.unlink(key)
+                    removed += sum(int(n) for n in await pipe.execute())
         return removed
 
     async def ping(self) -> dict[str, object]:
@@ -432,15 +436,19 @@ class RedisStore:
         self, calibration: str, bucket: int, *, wrong: bool, example: Mapping[str, JSON], tenant: str
     ) -> None:
         """HINCRBY the bucket's count (the hash expires VERDICTS_TTL_S after the last verdict) and LPUSH the example
-        (capped by LTRIM), in one MULTI/EXEC."""
+        (capped by LTRIM): a MULTI/EXEC for each key (one naming both would be refused by a cluster-mode server),
+        sent together."""
         self._check_refused()
         counts_key, log_key = self._verdict_prefix + calibration, self._log_prefix + tenant
         async with self._translated("MULTI/EXEC"):
-            await self._writes.execute(
-                ("HINCRBY", counts_key, f"{bucket}:{'w' if wrong else 'r'}", 1),
-                ("EXPIRE", counts_key, VERDICTS_TTL_S),
-                ("LPUSH", log_key, json.dumps(example)),
-                ("LTRIM", log_key, 0, FEEDBACK_LOG_LIMIT - 1),
+            await asyncio.gather(
+                self._writes.execute(
+                    ("HINCRBY", counts_key, f"{bucket}:{'w' if wrong else 'r'}", 1),
+                    ("EXPIRE", counts_key, VERDICTS_TTL_S),
+                ),
+                self._writes.execute(
+                    ("LPUSH", log_key, json.dumps(example)), ("LTRIM", log_key, 0, FEEDBACK_LOG_LIMIT - 1)
+                ),
             )
 
     async def verdicts(self, calibration: str) -> dict[int, tuple[int, int]]:
@@ -506,16 +514,27 @@ def _knn_command(
     )  # fmt: skip
 
 
-def _parse_knn(reply: list[object]) -> list[tuple[str, float, dict[bytes, bytes]]]:
-    """(key, distance, the other returned fields) per hit of a KNN reply."""
-    hits = []
+def _parse_knn(reply: list[object]) -> list[tuple[str, float | None, dict[bytes, bytes]]]:
+    """(key, distance, the other returned fields) per hit of a KNN reply. A hit may come without any field (Redis
+    Stack in cluster mode returns the keys alone): its distance is then None, to be worked out from its vector."""
+    hits: list[tuple[str, float | None, dict[bytes, bytes]]] = []
     for i in range(1, len(reply) - 1, 2):
         key, fields = reply[i], reply[i + 1]
-        if not isinstance(key, bytes) or not isinstance(fields, list):
+        if not isinstance(key, bytes) or not isinstance(fields, list | None):
             raise StoreError(f"unexpected FT.SEARCH reply: {reply!r:.200}")
-        values = dict(zip(fields[::2], fields[1::2], strict=True))
-        hits.append((key.decode(), float(values[b"dist"]), values))
+        values = dict(zip(fields[::2], fields[1::2], strict=True)) if fields else {}
+        distance = values.get(b"dist")
+        hits.append((key.decode(), None if distance is None else float(distance), values))
     return hits
+
+
+def _similarity(distance: float | None, query: Vector, stored: Vector | None) -> float:
+    """The cosine similarity: from the server's cosine distance, or from the two vectors where the reply gave none."""
+    if distance is not None:
+        return 1.0 - distance
+    assert stored is not None
+    q = np.asarray(query, dtype=np.float32)
+    return float(np.dot(q, stored) / (np.linalg.norm(q) * np.linalg.norm(stored) or 1.0))
 
 
 def _entry(key: str, fields: list[bytes | None], now: float) -> Entry | None:
