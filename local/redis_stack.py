@@ -15,6 +15,7 @@ import argparse
 import os
 import platform
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -97,9 +98,13 @@ def install(home: Path = HOME) -> Path:
 
 def server_command(home: Path, port: int, data: Path, *, appendonly: bool = True, cluster: bool = False) -> list[str]:
     """The command line that runs Redis Stack in the foreground on 127.0.0.1:port with data in data; cluster: in
-    cluster mode, as MemoryDB and ElastiCache run (the slots are then to be assigned: CLUSTER ADDSLOTSRANGE)."""
+    cluster mode, as MemoryDB and ElastiCache run (the slots are then to be assigned: CLUSTER ADDSLOTSRANGE), its
+    cluster bus on a free port (by default Redis takes port + 10000, which does not exist above 55535)."""
     data.mkdir(parents=True, exist_ok=True)
-    clustered = ["--cluster-enabled", "yes", "--cluster-config-file", str(data / "nodes.conf")] if cluster else []
+    clustered = []
+    if cluster:
+        clustered = ["--cluster-enabled", "yes", "--cluster-config-file", str(data / "nodes.conf"),
+                     "--cluster-port", str(_free_port())]  # fmt: skip
     return [
         str(home / "bin/redis-server"),
         "--bind", "127.0.0.1",
@@ -112,6 +117,12 @@ def server_command(home: Path, port: int, data: Path, *, appendonly: bool = True
         "--loadmodule", str(home / "lib/rejson.so"),
         *clustered,
     ]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def server_env(home: Path) -> dict[str, str]:

@@ -91,6 +91,9 @@ class RedisServer:
             if self._cluster:  # one node holding every slot: a one-shard cluster, as MemoryDB runs one
                 client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
                 wait_until(lambda: b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"), "the cluster")
+        except BaseException:
+            self.stop()  # not left running (and reported at exit) when it never came up
+            raise
         finally:
             client.close()
 
