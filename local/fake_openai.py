@@ -18,6 +18,7 @@ a temperature with OpenAI's 400 (invalid_request_error, param "temperature").
 With "stream": true the answer comes as server-sent events, as OpenAI sends them: response.created, the output
 item and content part added, the text in word-sized deltas, their done events, then response.completed (or
 response.incomplete).
+POST /v1/chat/completions answers the chat requests semcache forwards as they are (see chat_completions).
 GET /_fake/stats gives the number of calls, the last inputs and request bodies; POST /_fake/reset clears them.
 """
 
@@ -179,6 +180,62 @@ async def _events(response: dict[str, Any], *, cut: bool, drip_s: float) -> Any:
     yield sse(final, response=response)
 
 
+async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
+    """OpenAI's Chat Completions route, for what semcache forwards to it as it is: an answer quoting the last user
+    turn (cut at the first `stop` string), a call of the first tool when tools are given and the last message is
+    not a tool's result, or an answer quoting that result."""
+    if not request.headers.get("authorization", "").startswith("Bearer "):
+        return JSONResponse({"error": {"message": "missing API key", "type": "invalid_request_error"}}, status_code=401)
+    body = await request.json()
+    STATS["calls"] += 1
+    STATS["bodies"] = [*STATS["bodies"][-19:], body]
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+    STATS["inputs"] = [*STATS["inputs"][-99:], user if isinstance(user, str) else json.dumps(user)]
+    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None, "annotations": []}
+    tools = body.get("tools") or []
+    if tools and last.get("role") != "tool":
+        name = tools[0].get("function", {}).get("name", "tool")
+        call = {
+            "id": f"call_{uuid.uuid4().hex[:12]}",
+            "type": "function",
+            "function": {"name": name, "arguments": "{}"},
+        }
+        message["tool_calls"], finish = [call], "tool_calls"
+    else:
+        said = last.get("content") if last.get("role") == "tool" else user
+        answer = f"[offline answer] {said if isinstance(said, str) else json.dumps(said)}"
+        for stop in [body["stop"]] if isinstance(body.get("stop"), str) else body.get("stop") or []:
+            answer = answer.split(stop, 1)[0]
+        message["content"], finish = answer, "stop"
+    usage = {"prompt_tokens": _tokens(json.dumps(messages)), "completion_tokens": _tokens(message["content"] or "x")}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.get("model", "fake")}
+    if not body.get("stream"):
+        choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+        return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+
+    async def chunks() -> Any:
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+            return f"data: {json.dumps({**base, 'object': 'chat.completion.chunk', 'choices': [choice]})}\n\n"
+
+        yield chunk({"role": "assistant", "content": ""})
+        if message.get("tool_calls"):
+            yield chunk({"tool_calls": [{"index": 0, **message["tool_calls"][0]}]})
+        else:
+            for i, word in enumerate(message["content"].split(" ")):
+                yield chunk({"content": word if i == 0 else " " + word})
+        yield chunk({}, finish)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            final = {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+            yield f"data: {json.dumps(final)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(chunks(), media_type="text/event-stream")
+
+
 async def stats(request: Request) -> JSONResponse:
     return JSONResponse(STATS)
 
@@ -191,6 +248,7 @@ async def reset(request: Request) -> JSONResponse:
 app = Starlette(
     routes=[
         Route("/v1/responses", responses, methods=["POST"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/_fake/stats", stats, methods=["GET"]),
         Route("/_fake/reset", reset, methods=["POST"]),
     ]

@@ -19,7 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from semcache.core.errors import ConfigError, UpstreamError, UpstreamRejected, UpstreamTimeout
-from semcache.core.models import Completion, Message, Prompt, Usage
+from semcache.core.models import CHAT_FORWARD, Completion, Message, Prompt, Usage
 from semcache.core.ports import StreamSink
 
 if TYPE_CHECKING:
@@ -117,8 +117,11 @@ class OpenAILLM:
         kwargs["model"] = prompt.model
         if "input" not in prompt.passthrough:  # else the input as the caller gave it (items besides messages)
             kwargs["input"] = _input(prompt.messages)
+        chat = prompt.passthrough.get(CHAT_FORWARD)
         try:
             async with asyncio.timeout(self._deadline_s):
+                if isinstance(chat, dict):  # a chat request forwarded as it is: its answer too
+                    return await _chat_forwarded(client, chat, on_event)
                 if on_event is None:
                     response = await client.responses.create(**kwargs)
                 else:
@@ -162,6 +165,49 @@ async def _streamed(client: openai.AsyncOpenAI, request: dict[str, Any], on_even
     if final is None:
         raise UpstreamError("the LLM's stream ended before its answer was complete")
     return final
+
+
+async def _chat_forwarded(client: openai.AsyncOpenAI, body: dict[str, Any], on_event: StreamSink | None) -> Completion:
+    """A Chat Completions body sent to the chat route as it is; the raw chat.completion kept for the caller (or, with
+    on_event, every chunk passed on as it comes). Never a completed answer: nothing of it is cached."""
+    import httpx2
+    import openai
+
+    if on_event is None:
+        raw = await client.post("/chat/completions", body=body, cast_to=object)
+        if not isinstance(raw, dict) or raw.get("object") != "chat.completion" or not raw.get("choices"):
+            raise UpstreamError(f"the LLM's answer was not a chat.completion: {raw!r:.200}")
+        choice = raw["choices"][0]
+        message = choice.get("message") or {}
+        usage = raw.get("usage") or {}
+        return Completion(
+            text=message.get("content") or "",
+            model=raw.get("model") or body["model"],
+            usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+            completed=False,
+            finish_reason=choice.get("finish_reason") or "stop",
+            raw=raw,
+        )
+    stream = await client.post(
+        "/chat/completions", body=body, cast_to=object, stream=True, stream_cls=openai.AsyncStream[object]
+    )
+    text, usage, finish, model = [], {}, "stop", body["model"]
+    try:
+        async for chunk in stream:
+            if not isinstance(chunk, dict):
+                raise UpstreamError(f"the LLM's stream sent something other than a chunk: {chunk!r:.200}")
+            on_event(chunk)
+            model = chunk.get("model") or model
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                text.append((choice.get("delta") or {}).get("content") or "")
+                finish = choice.get("finish_reason") or finish
+    except httpx2.HTTPError as exc:  # the connection broke mid-stream
+        raise UpstreamError(f"the LLM's stream broke off: {exc}") from exc
+    finally:
+        await stream.close()
+    tokens = Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+    return Completion(text="".join(text), model=model, usage=tokens, completed=False, finish_reason=finish)
 
 
 def _input(messages: tuple[Message, ...]) -> str | list[dict[str, Any]]:

@@ -19,6 +19,11 @@ class Message:
     content: str | tuple[JSON, ...]
 
 
+CHAT_FORWARD = "chat"
+"""The key, in a Prompt's passthrough, of a Chat Completions body that is sent to the LLM's own chat route as it is
+(a request semcache does not translate, and so never caches)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Prompt:
     """A normalised LLM request: what the upstream call needs and what the cache keys on.

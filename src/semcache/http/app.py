@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from semcache import __version__
 from semcache.core.calibration import FEEDBACK_LOG_LIMIT
 from semcache.core.errors import InvalidRequest, SemcacheError, StoreError, UpstreamError
-from semcache.core.models import JSON, Answer, CacheControl, CacheInfo, Judgement, Message, Prompt
+from semcache.core.models import CHAT_FORWARD, JSON, Answer, CacheControl, CacheInfo, Judgement, Message, Prompt
 from semcache.core.service import CacheService, EventSink
 from semcache.http import errors
 from semcache.http.auth import Authenticator, Caller, Forbidden
@@ -30,7 +30,7 @@ from semcache.http.openai_compat import (
     responses_prompt,
 )
 from semcache.http.schemas import QueryRequest, QueryResponse
-from semcache.http.streaming import ChatStream, responses_error, responses_event, responses_replay
+from semcache.http.streaming import ChatStream, responses_error, responses_event, responses_replay, sse
 from semcache.metrics import Metrics
 
 log = logging.getLogger("semcache")
@@ -239,9 +239,19 @@ def create_app(
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatRequest, request: Request, who: CallerDep) -> Response:
         """OpenAI's Chat Completions API (text subset), cached, answered through the Responses API; stream=true
-        streams chat.completion.chunk objects."""
+        streams chat.completion.chunk objects. A request beyond that subset (tools, stop, n...) goes to OpenAI's
+        chat route as it is, uncached, and its answer or chunks come back as they are."""
         prompt = chat_prompt(body, default_model=default_model)
         control = cache_control(request.headers)
+        if body.stream and CHAT_FORWARD in prompt.passthrough:
+            done = "data: [DONE]\n\n"
+            return await streamed(
+                prompt, control, "/v1/chat/completions", who,
+                relay=sse,
+                replay=lambda _: iter([done]),
+                end=lambda _: iter([done]),
+                error=lambda exc: ChatStream.error(exc.message, "upstream_error"),
+            )  # fmt: skip
         if body.stream:
             chunks = ChatStream(prompt.model, include_usage=bool((body.stream_options or {}).get("include_usage")))
             return await streamed(

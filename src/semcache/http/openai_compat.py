@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from semcache.core.errors import InvalidRequest
-from semcache.core.models import JSON, Answer, CacheControl, CacheMode, Message, Prompt
+from semcache.core.models import CHAT_FORWARD, JSON, Answer, CacheControl, CacheMode, Message, Prompt
 from semcache.core.service import check_probability, check_similarity, check_ttl
 
 _N = TypeVar("_N", int, float)
@@ -179,30 +179,30 @@ def responses_prompt(body: ResponsesRequest, *, default_model: str) -> Prompt:
 
 def chat_prompt(body: ChatRequest, *, default_model: str) -> Prompt:
     """Translate a Chat Completions request into the Responses API's terms (stream and stream_options change how
-    the answer is sent, not what it is: not scoped)."""
+    the answer is sent, not what it is: not scoped). One that does not translate (tools and their messages, stop,
+    seed, logprobs, n above 1, a named or non-text message...) is forwarded to OpenAI's chat route as it is, and
+    never cached: the cache does not judge what it cannot read, and the request is answered as it would be
+    without it."""
     if body.stream_options is not None and not body.stream:
         raise InvalidRequest("stream_options is only allowed with stream=true", param="stream_options")
-    if body.n not in (None, 1):
-        raise InvalidRequest("only n=1 is supported", param="n")
-    unsupported = sorted(body.model_extra or {})
-    if unsupported:
-        raise InvalidRequest(
-            f"parameter {unsupported[0]!r} is not supported on /v1/chat/completions; use /v1/responses",
-            param=unsupported[0],
-        )
+    untranslated = sorted(body.model_extra or {}) + (["n"] if body.n not in (None, 1) else [])
     messages = []
     for i, m in enumerate(body.messages):
-        if m.role not in MESSAGE_ROLES or m.model_extra:
-            raise InvalidRequest(
-                "only system, developer, user and assistant messages with text content are supported",
-                param=f"messages[{i}]",
-            )
         content = m.content
         if isinstance(content, list):
             content = _text_of(content, f"messages[{i}].content")
-        if content is None:
-            raise InvalidRequest("message content must be text", param=f"messages[{i}].content")
+        if m.role not in MESSAGE_ROLES or m.model_extra or content is None:
+            untranslated.append(f"{m.role} message" if m.role not in MESSAGE_ROLES else "message fields or content")
+            continue
         messages.append(Message(m.role, content))
+    if untranslated:
+        forwarded = {"model": body.model or default_model, **body.model_dump(exclude_unset=True, exclude={"model"})}
+        return Prompt(
+            model=body.model or default_model,
+            messages=tuple(messages),
+            passthrough={CHAT_FORWARD: forwarded},
+            uncacheable=f"chat request forwarded as it is ({', '.join(dict.fromkeys(untranslated))})",
+        )
     options: dict[str, JSON] = {
         "temperature": body.temperature,
         "top_p": body.top_p,
@@ -270,7 +270,10 @@ def render_response(answer: Answer, prompt: Prompt) -> dict[str, JSON]:
 
 
 def render_chat(answer: Answer) -> dict[str, JSON]:
-    """A chat.completion object."""
+    """A chat.completion object: the upstream's own for a request forwarded as it is, else made from the answer."""
+    raw = answer.completion.raw if answer.completion is not None else None
+    if raw is not None and raw.get("object") == "chat.completion":
+        return dict(raw)
     finish = answer.completion.finish_reason if answer.completion is not None else "stop"
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
