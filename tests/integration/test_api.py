@@ -528,6 +528,7 @@ def test_an_answer_found_with_a_hosted_tool_is_returned_not_stored(
         calls = fake_openai.stats()["calls"]
         raw = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q, tools=[{"type": "web_search"}])
         assert (raw.headers["x-semcache"], raw.headers["x-semcache-entry"]) == ("miss", "none")
+        assert raw.headers["x-semcache-reason"] == NOT_TEXT, "the SDK's caller can see why"
         answer = raw.parse()
         assert [item.type for item in answer.output] == ["web_search_call", "message"]
         assert answer.output_text == f"[offline answer] {q}"
@@ -614,6 +615,7 @@ def test_sdk_chat_requests_beyond_the_subset_are_forwarded_as_they_are(
         calls = fake_openai.calls()
         raw = sdk.chat.completions.with_raw_response.create(model="gpt-4.1-mini", messages=messages, tools=tools)
         assert raw.headers["x-semcache"] == "bypass"
+        assert raw.headers["x-semcache-reason"] == "chat request forwarded as it is (tools)"
         choice = raw.parse().choices[0]
         assert choice.finish_reason == "tool_calls"
         assert choice.message.tool_calls is not None
@@ -635,3 +637,14 @@ def test_sdk_chat_requests_beyond_the_subset_are_forwarded_as_they_are(
     streamed = list(sdk.chat.completions.create(model="gpt-4.1-mini", messages=messages, tools=tools, stream=True))
     assert [c.choices[0].finish_reason for c in streamed if c.choices][-1] == "tool_calls"
     assert any(c.choices and c.choices[0].delta.tool_calls for c in streamed)
+
+
+def test_a_reason_header_is_ascii_whatever_the_reason_quotes(sdk: openai.OpenAI, unique: str) -> None:
+    messages: list[Any] = [{"role": "user", "content": f"Bonjour {unique}", "name": "Zoë"}]
+    raw = sdk.chat.completions.with_raw_response.create(model="gpt-4.1-mini", messages=messages)
+    assert raw.headers["x-semcache"] == "bypass"
+    assert raw.headers["x-semcache-reason"] == "chat request forwarded as it is (message fields or content)"
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="gpt-4.1-mini", messages=[{"role": "usér", "content": f"Bonjour {unique}"}]
+    )
+    assert raw.headers["x-semcache-reason"] == "chat request forwarded as it is (us\\xe9r message)"

@@ -80,13 +80,17 @@ AdminDep = Annotated[Caller, Depends(_admin)]
 
 
 def cache_headers(c: CacheInfo) -> dict[str, str]:
-    """The x-semcache-* headers every answer carries."""
-    return {
+    """The x-semcache-* headers every answer carries; x-semcache-reason when there is one (why the cache was
+    bypassed, the answer not stored, or the nearest stored question not served), in ASCII (a header's charset)."""
+    headers = {
         "x-semcache": c.status,
         "x-semcache-tier": c.tier or "none",
         "x-semcache-similarity": "none" if c.similarity is None else f"{c.similarity:.4f}",
         "x-semcache-entry": c.entry_id or "none",
     }
+    if c.reason:
+        headers["x-semcache-reason"] = c.reason.encode("ascii", "backslashreplace").decode()[:512]
+    return headers
 
 
 def create_app(
