@@ -116,6 +116,27 @@ async def test_transaction_groups_are_written_whole(client: Redis, key_prefix: s
         assert await client.hgetall(k) == {b"a": str(i).encode(), b"b": str(i).encode()}
 
 
+async def test_a_transaction_group_that_fails_fails_only_its_own_caller(client: Redis, key_prefix: str) -> None:
+    # Each group is a MULTI/EXEC of its own: one refused as it is queued (an unknown command: EXECABORT) or failing
+    # inside EXEC (WRONGTYPE) costs only its own caller, not the other writes sharing the round trip.
+    pipeline = AutoPipeline(client, transaction=True)
+    await client.rpush(f"{key_prefix}list", "x")
+    keys = [f"{key_prefix}g{i}" for i in range(6)]
+    writes = [pipeline.execute(("HSET", k, "a", i), ("EXPIRE", k, 60)) for i, k in enumerate(keys)]
+    refused = pipeline.execute(("HSET", f"{key_prefix}h", "a", 1), ("NOSUCHCOMMAND", f"{key_prefix}h"))
+    wrong = pipeline.execute(
+        ("HSET", f"{key_prefix}list", "a", 1),
+    )
+    results = await asyncio.gather(*writes, refused, wrong, return_exceptions=True)
+    assert results[:6] == [[1, 1]] * 6
+    assert isinstance(results[6], ResponseError)
+    assert "unknown command" in str(results[6]).lower()
+    assert isinstance(results[7], ResponseError)
+    assert "WRONGTYPE" in str(results[7])
+    assert await client.exists(f"{key_prefix}h") == 0, "a refused group writes nothing"
+    assert [await client.hget(k, "a") for k in keys] == [str(i).encode() for i in range(6)]
+
+
 async def test_a_busy_event_loop_is_not_taken_for_a_slow_redis(redis_url: str, key_prefix: str) -> None:
     client = redis_store.connect(redis_url, timeout_s=0.25, connect_timeout_s=1)
     store = RedisStore(client, prefix=key_prefix, embedder_id="test-embedder", dim=DIM, timeout_s=0.25)
