@@ -648,3 +648,29 @@ def test_a_reason_header_is_ascii_whatever_the_reason_quotes(sdk: openai.OpenAI,
         model="gpt-4.1-mini", messages=[{"role": "usér", "content": f"Bonjour {unique}"}]
     )
     assert raw.headers["x-semcache-reason"] == "chat request forwarded as it is (us\\xe9r message)"
+
+
+def test_sdk_chat_parameters_at_their_defaults_are_translated_and_cached(
+    sdk: openai.OpenAI, fake_openai: FakeOpenAI, unique: str
+) -> None:
+    # Many clients send every parameter, at its default when unused: those ask for nothing, so the request is
+    # translated and cached as one without them. Fields the Responses API has too (service_tier, prompt_cache_key)
+    # are passed on, outside the scope.
+    messages: list[Any] = [{"role": "user", "content": f"What is a lighthouse {unique}?"}]
+    neutral: dict[str, Any] = {
+        "presence_penalty": 0, "frequency_penalty": 0.0, "logit_bias": {}, "stop": None, "tools": [],
+        "logprobs": False, "service_tier": "auto", "prompt_cache_key": "k1",
+    }  # fmt: skip
+    for expected in ("miss", "hit"):
+        raw = sdk.chat.completions.with_raw_response.create(model="gpt-4.1-mini", messages=messages, extra_body=neutral)
+        assert raw.headers["x-semcache"] == expected, raw.headers.get("x-semcache-reason")
+        assert raw.parse().choices[0].message.content == f"[offline answer] {messages[0]['content']}"
+    sent = fake_openai.stats()["bodies"][-1]
+    assert "input" in sent, "answered through the Responses API"
+    assert (sent["service_tier"], sent["prompt_cache_key"]) == ("auto", "k1")
+    assert "presence_penalty" not in sent
+    plain = sdk.chat.completions.with_raw_response.create(model="gpt-4.1-mini", messages=messages)
+    assert plain.headers["x-semcache"] == "hit", "the same scope as without them"
+    for asking in ({"presence_penalty": 0.5}, {"logprobs": True}, {"stop": ["x"]}):
+        raw = sdk.chat.completions.with_raw_response.create(model="gpt-4.1-mini", messages=messages, extra_body=asking)
+        assert raw.headers["x-semcache"] == "bypass", asking

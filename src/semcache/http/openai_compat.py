@@ -185,7 +185,11 @@ def chat_prompt(body: ChatRequest, *, default_model: str) -> Prompt:
     without it."""
     if body.stream_options is not None and not body.stream:
         raise InvalidRequest("stream_options is only allowed with stream=true", param="stream_options")
-    untranslated = sorted(body.model_extra or {}) + (["n"] if body.n not in (None, 1) else [])
+    extra = dict(body.model_extra or {})
+    carried = {k: extra.pop(k) for k in sorted(PASSTHROUGH & extra.keys()) if extra[k] is not None}
+    untranslated = sorted(k for k, v in extra.items() if not _neutral(k, v))
+    if body.n not in (None, 1):
+        untranslated.append("n")
     messages = []
     for i, m in enumerate(body.messages):
         content = m.content
@@ -212,13 +216,39 @@ def chat_prompt(body: ChatRequest, *, default_model: str) -> Prompt:
         options["text"] = {"format": _text_format(body.response_format)}
     if body.reasoning_effort is not None:
         options["reasoning"] = {"effort": body.reasoning_effort}
-    passthrough = {"user": body.user, "metadata": body.metadata, "store": body.store}
+    passthrough = {"user": body.user, "metadata": body.metadata, "store": body.store, **carried}
     return Prompt(
         model=body.model or default_model,
         messages=tuple(messages),
         options={k: v for k, v in options.items() if v is not None},
         passthrough={k: v for k, v in passthrough.items() if v is not None},
     )
+
+
+# Chat parameters the Responses API lacks, at the values that change nothing (many clients send them so): taken for
+# absent, so the request is translated and cached like one without them.
+_NEUTRAL: dict[str, object] = {
+    "frequency_penalty": 0,
+    "presence_penalty": 0,
+    "logit_bias": {},
+    "stop": [],
+    "logprobs": False,
+    "tools": [],
+    "functions": [],
+}
+
+
+def _neutral(name: str, value: object) -> bool:
+    """Whether a chat parameter at this value asks for nothing: null, or its default (_NEUTRAL; 0.0 is 0, but
+    False is not 0)."""
+    if value is None:
+        return True
+    if name not in _NEUTRAL:
+        return False
+    default = _NEUTRAL[name]
+    if isinstance(default, bool) or isinstance(value, bool):
+        return value is default
+    return bool(value == default)
 
 
 def _text_format(response_format: dict[str, Any]) -> dict[str, Any]:
