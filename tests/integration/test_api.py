@@ -374,6 +374,13 @@ def test_sdk_state_dependent_requests_bypass(sdk: openai.OpenAI, unique: str) ->
             model="gpt-4.1-mini", input=f"And then {unique}?", previous_response_id="resp_123"
         )
         assert raw.headers["x-semcache"] == "bypass"
+    for expected in ("miss", "hit"):  # background false (some clients send it) holds no state
+        raw = sdk.responses.with_raw_response.create(
+            model="gpt-4.1-mini", input=f"And then {unique}?", background=False
+        )
+        assert raw.headers["x-semcache"] == expected, raw.headers.get("x-semcache-reason")
+    raw = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=f"And then {unique}?", background=True)
+    assert raw.headers["x-semcache"] == "bypass"
 
 
 def test_sdk_unsupported_requests_are_clear_400s(sdk: openai.OpenAI) -> None:
