@@ -101,6 +101,33 @@ def test_a_streamed_answer_through_the_handler(entry: LambdaEntry) -> None:
         assert events[-1]["type"] == "response.completed"
 
 
+def test_a_chat_request_with_tools_is_forwarded_through_the_handler(entry: LambdaEntry) -> None:
+    # Lambda calls the LLM through the SDK's default transport (httpx), the server through aiohttp: the chat route's
+    # forwarding (a request with tools, answered by a call of one) goes through both.
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    question = f"Weather in Oslo {uuid.uuid4().hex[:6]}?"
+    body: dict[str, Any] = {
+        "model": "gpt-4.1-mini",
+        "tools": tools,
+        "messages": [{"role": "user", "content": question}],
+    }
+    for stream in (False, True):
+        doc = event("http_api_v2_query.json", {**body, "stream": stream})
+        doc["rawPath"] = doc["requestContext"]["http"]["path"] = "/v1/chat/completions"
+        reply = entry(doc, None)
+        assert reply["statusCode"] == 200, reply
+        assert reply["headers"]["x-semcache"] == "bypass"
+        if stream:
+            chunks = [line[6:] for line in reply["body"].splitlines() if line.startswith("data: ")]
+            assert chunks[-1] == "[DONE]"
+            finishes = [c["choices"][0]["finish_reason"] for c in map(json.loads, chunks[:-1]) if c["choices"]]
+            assert finishes[-1] == "tool_calls"
+        else:
+            choice = json.loads(reply["body"])["choices"][0]
+            assert choice["finish_reason"] == "tool_calls"
+            assert choice["message"]["tool_calls"][0]["function"]["name"] == "weather"
+
+
 def test_the_handler_embeds_on_the_invoking_thread(entry: LambdaEntry, monkeypatch: pytest.MonkeyPatch) -> None:
     """An instance serves one event at a time: no hand-off to a runner thread (about 1 ms per semantic hit)."""
     embedder = entry.components.service.embedder
