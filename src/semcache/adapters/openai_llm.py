@@ -111,21 +111,16 @@ class OpenAILLM:
             client = await asyncio.to_thread(self.client)
         import openai  # imported by client() already: a dictionary lookup
 
-        kwargs: dict[str, Any] = {"store": False, **prompt.options, **prompt.passthrough}
-        if prompt.instructions is not None:
-            kwargs["instructions"] = prompt.instructions
-        kwargs["model"] = prompt.model
-        if "input" not in prompt.passthrough:  # else the input as the caller gave it (items besides messages)
-            kwargs["input"] = _input(prompt.messages)
         chat = prompt.passthrough.get(CHAT_FORWARD)
         try:
             async with asyncio.timeout(self._deadline_s):
                 if isinstance(chat, dict):  # a chat request forwarded as it is: its answer too
                     return await _chat_forwarded(client, chat, on_event)
+                request = _responses_request(prompt)
                 if on_event is None:
-                    response = await client.responses.create(**kwargs)
+                    response = await client.responses.create(**request)
                 else:
-                    response = await _streamed(client, kwargs, on_event)
+                    response = await _streamed(client, request, on_event)
         except openai.APITimeoutError as exc:
             raise UpstreamTimeout("the LLM did not answer in time") from exc
         except TimeoutError as exc:
@@ -208,6 +203,18 @@ async def _chat_forwarded(client: openai.AsyncOpenAI, body: dict[str, Any], on_e
         await stream.close()
     tokens = Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
     return Completion(text="".join(text), model=model, usage=tokens, completed=False, finish_reason=finish)
+
+
+def _responses_request(prompt: Prompt) -> dict[str, Any]:
+    """responses.create's arguments for prompt: store false unless the caller said otherwise, its options and
+    passthrough fields, and its input (as the caller gave it where it holds items besides messages)."""
+    request: dict[str, Any] = {"store": False, **prompt.options, **prompt.passthrough}
+    if prompt.instructions is not None:
+        request["instructions"] = prompt.instructions
+    request["model"] = prompt.model
+    if "input" not in prompt.passthrough:
+        request["input"] = _input(prompt.messages)
+    return request
 
 
 def _input(messages: tuple[Message, ...]) -> str | list[dict[str, Any]]:
