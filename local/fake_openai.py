@@ -62,17 +62,29 @@ def _tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
-async def responses(request: Request) -> JSONResponse | PlainTextResponse | StreamingResponse:
-    if not request.headers.get("authorization", "").startswith("Bearer "):
-        return JSONResponse(
-            {"error": {"message": "missing API key", "type": "invalid_request_error", "code": "invalid_api_key"}},
-            status_code=401,
-        )
-    body = await request.json()
-    text = _last_user_text(body)
+def _unauthorized(request: Request) -> JSONResponse | None:
+    """OpenAI's 401 for a request without a bearer key, else None."""
+    if request.headers.get("authorization", "").startswith("Bearer "):
+        return None
+    return JSONResponse(
+        {"error": {"message": "missing API key", "type": "invalid_request_error", "code": "invalid_api_key"}},
+        status_code=401,
+    )
+
+
+def _record(text: str, body: dict[str, Any]) -> None:
+    """Count a call, keeping its user text and its body among the last ones (GET /_fake/stats)."""
     STATS["calls"] += 1
     STATS["inputs"] = [*STATS["inputs"][-99:], text]
     STATS["bodies"] = [*STATS["bodies"][-19:], body]
+
+
+async def responses(request: Request) -> JSONResponse | PlainTextResponse | StreamingResponse:
+    if (refused := _unauthorized(request)) is not None:
+        return refused
+    body = await request.json()
+    text = _last_user_text(body)
+    _record(text, body)
     markers = {m.group(1): m.group(2) for m in MARKER.finditer(text)}
     delay = float(markers.get("delay") or 0) + DELAY_S
     if delay:
@@ -184,15 +196,13 @@ async def chat_completions(request: Request) -> JSONResponse | StreamingResponse
     """OpenAI's Chat Completions route, for what semcache forwards to it as it is: an answer quoting the last user
     turn (cut at the first `stop` string), a call of the first tool when tools are given and the last message is
     not a tool's result, or an answer quoting that result."""
-    if not request.headers.get("authorization", "").startswith("Bearer "):
-        return JSONResponse({"error": {"message": "missing API key", "type": "invalid_request_error"}}, status_code=401)
+    if (refused := _unauthorized(request)) is not None:
+        return refused
     body = await request.json()
-    STATS["calls"] += 1
-    STATS["bodies"] = [*STATS["bodies"][-19:], body]
     messages = body.get("messages") or []
     last = messages[-1] if messages else {}
     user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
-    STATS["inputs"] = [*STATS["inputs"][-99:], user if isinstance(user, str) else json.dumps(user)]
+    _record(user if isinstance(user, str) else json.dumps(user), body)
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None, "annotations": []}
     tools = body.get("tools") or []
     if tools and last.get("role") != "tool":

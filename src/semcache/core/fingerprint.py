@@ -22,19 +22,17 @@ _SPACE = re.compile(r"\s+")
 SUPERSCRIPTS = "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207a\u207b\u207c\u207d\u207e"
 """The superscript digits and signs (⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾): exponents and charges, which NFKC would fold into the plain
 characters: "What is 10²?" into "What is 102?", another question with another answer."""
-_KEPT = re.compile(f"([{SUPERSCRIPTS}]+)")
+SUPERSCRIPT_RUNS = re.compile(f"([{SUPERSCRIPTS}]+)")
+"""Runs of SUPERSCRIPTS (a group, so that split keeps them)."""
 
 
 def normalize_text(text: str) -> str:
     """Fold Unicode compatibility forms (NFKC: fullwidth letters, ligatures, subscripts: "H₂O" is "H2O") and runs of
     whitespace, but not superscript digits and signs (SUPERSCRIPTS: "10²" is not "102"); case and punctuation are
     kept (they can matter)."""
-    if not text.isascii():  # ASCII is its own NFKC
-        if _KEPT.search(text) is None:
-            text = unicodedata.normalize("NFKC", text)
-        else:  # the runs kept are at the odd places of the split
-            parts = _KEPT.split(text)
-            text = "".join(part if i % 2 else unicodedata.normalize("NFKC", part) for i, part in enumerate(parts))
+    if not text.isascii():  # ASCII is its own NFKC; the superscript runs kept are at the odd places of the split
+        parts = SUPERSCRIPT_RUNS.split(text)
+        text = "".join(part if i % 2 else unicodedata.normalize("NFKC", part) for i, part in enumerate(parts))
     return _SPACE.sub(" ", text).strip()
 
 

@@ -28,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from semcache.core.fingerprint import SUPERSCRIPTS
+from semcache.core.fingerprint import SUPERSCRIPT_RUNS, SUPERSCRIPTS
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _CAPITALISED = re.compile(r"\b[A-Z][a-zA-Z0-9]+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_POWER = re.compile(f"[{SUPERSCRIPTS}]+")
 _POWER_PLAIN = str.maketrans(SUPERSCRIPTS, "0123456789+-=()")
 # Numbers written as words count as the digits would ("three reasons" is "3 reasons", "the second highest" is "the
 # 2nd highest", "in his forties" names 40). Not "one" and "first", mostly not counts ("one of the best", "my first
@@ -264,7 +263,7 @@ def _powers(text: str) -> frozenset[str]:
     it is not "10³" (^3) nor "102"; "Na⁺" is not "Na⁻". (The networks' features see digits only, as trained.)"""
     if text.isascii():
         return frozenset()
-    return frozenset("^" + run.translate(_POWER_PLAIN) for run in _POWER.findall(text))
+    return frozenset("^" + run.translate(_POWER_PLAIN) for run in SUPERSCRIPT_RUNS.findall(text))
 
 
 def _ordinal_second(tokens: list[str], i: int) -> bool:

@@ -30,7 +30,7 @@ from semcache.http.openai_compat import (
     responses_prompt,
 )
 from semcache.http.schemas import QueryRequest, QueryResponse
-from semcache.http.streaming import ChatStream, responses_error, responses_event, responses_replay, sse
+from semcache.http.streaming import DONE, ChatStream, responses_error, responses_event, responses_replay, sse
 from semcache.metrics import Metrics
 
 log = logging.getLogger("semcache")
@@ -248,12 +248,11 @@ def create_app(
         prompt = chat_prompt(body, default_model=default_model)
         control = cache_control(request.headers)
         if body.stream and CHAT_FORWARD in prompt.passthrough:
-            done = "data: [DONE]\n\n"
             return await streamed(
                 prompt, control, "/v1/chat/completions", who,
                 relay=sse,
-                replay=lambda _: iter([done]),
-                end=lambda _: iter([done]),
+                replay=lambda _: iter([DONE]),
+                end=lambda _: iter([DONE]),
                 error=lambda exc: ChatStream.error(exc.message, "upstream_error"),
             )  # fmt: skip
         if body.stream:

@@ -68,14 +68,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(UpstreamError)
     async def _upstream(request: Request, exc: UpstreamError) -> JSONResponse:
         if isinstance(exc, UpstreamRejected):  # the request's own fault: its status, the LLM's reason and param
-            body = error_body(exc.message, "invalid_request_error", param=exc.param, code=exc.code)
-            body["error"]["upstream_status"] = exc.status  # type: ignore[index]
-            return JSONResponse(body, status_code=exc.status or 400)
-        timeout = isinstance(exc, UpstreamTimeout)
-        body = error_body(exc.message, "upstream_timeout" if timeout else "upstream_error", code=exc.code)
+            kind, status, param = "invalid_request_error", exc.status or 400, exc.param
+        else:
+            log.warning("upstream failure: %s", exc.message)
+            timeout = isinstance(exc, UpstreamTimeout)
+            kind, status, param = ("upstream_timeout", 504, None) if timeout else ("upstream_error", 502, None)
+        body = error_body(exc.message, kind, param=param, code=exc.code)
         body["error"]["upstream_status"] = exc.status  # type: ignore[index]
-        log.warning("upstream failure: %s", exc.message)
-        return JSONResponse(body, status_code=504 if timeout else 502)
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:

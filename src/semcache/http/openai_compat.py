@@ -157,11 +157,8 @@ def responses_prompt(body: ResponsesRequest, *, default_model: str) -> Prompt:
         }.items()
         if v is not None
     }
-    # (background false, like a null, is no state: it would otherwise make the request uncacheable)
     passthrough = {k: v for k, v in extra.items() if k in PASSTHROUGH | STATEFUL and v is not None}
-    if passthrough.get("background") is False:
-        del passthrough["background"]
-    stateful = sorted(k for k in passthrough if k in STATEFUL)
+    stateful = sorted(k for k in STATEFUL if extra.get(k))  # null, false or empty holds no state: background false
     template = extra.get("prompt")
     if isinstance(template, dict) and not template.get("version"):
         # A stored prompt without a version: OpenAI uses whichever version is current, which may change under us.

@@ -20,6 +20,9 @@ from semcache.core.models import JSON, Answer, Prompt
 from semcache.http.errors import error_body
 from semcache.http.openai_compat import render_response
 
+DONE = "data: [DONE]\n\n"
+"""The chat route's end of stream."""
+
 
 def sse(data: Mapping[str, Any], event: str | None = None) -> str:
     """One server-sent event."""
@@ -112,7 +115,7 @@ class ChatStream:
             usage = {"prompt_tokens": answer.usage.input_tokens, "completion_tokens": answer.usage.output_tokens,
                      "total_tokens": answer.usage.total_tokens}  # fmt: skip
             yield sse(self._base(choices=[], usage=usage))
-        yield "data: [DONE]\n\n"
+        yield DONE
 
     def replay(self, answer: Answer) -> Iterator[str]:
         """The whole stream of a complete answer."""
