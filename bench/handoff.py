@@ -38,6 +38,9 @@ class _Marked:
     def prepare(self, text: str) -> Sized | None:
         return self._embedder.prepare(text)
 
+    def unread(self, text: str) -> tuple[str, ...]:
+        return self._embedder.unread(text)
+
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         return self._embedder.embed(texts)
 

@@ -75,6 +75,9 @@ class _Metered:
     def prepare(self, text: str) -> Sized | None:
         return self._embedder.prepare(text)
 
+    def unread(self, text: str) -> tuple[str, ...]:
+        return self._embedder.unread(text)
+
     def embed_prepared(self, prepared: Sequence[Sized]) -> npt.NDArray[np.float32]:
         return self._timed(self._embedder.embed_prepared, prepared)
 

@@ -63,8 +63,14 @@ def _scores(verifier: Verifier, queries: list[str], candidates: list[str], q: np
 
 
 def readable(e: OnnxEmbedder, a: list[str], b: list[str]) -> np.ndarray:
-    """Pairs whose texts the model reads whole: the service serves a longer text only to an exact repeat."""
-    return np.array([e.prepare(x) is not None and e.prepare(y) is not None for x, y in zip(a, b, strict=True)])
+    """Pairs whose texts the model reads whole, or leaves the same parts of unread: the service serves a longer text
+    only to an exact repeat, and never one holding other parts the model cannot read (the "unread" rule)."""
+    return np.array(
+        [
+            e.prepare(x) is not None and e.prepare(y) is not None and e.unread(x) == e.unread(y)
+            for x, y in zip(a, b, strict=True)
+        ]
+    )
 
 
 Scored = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]

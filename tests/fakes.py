@@ -15,6 +15,7 @@ from semcache.core.models import Completion, Prompt, Usage
 from semcache.core.ports import StreamSink
 
 WORD = re.compile(r"[a-z0-9]+")
+UNREAD = re.compile(r"[^\x00-\x7f]+")
 
 
 class BagOfWordsEmbedder:
@@ -36,6 +37,9 @@ class BagOfWordsEmbedder:
 
     def embed_prepared(self, prepared: Sequence[Sized]) -> npt.NDArray[np.float32]:
         return self.embed([str(p) for p in prepared])  # through embed(), which subclasses count or slow down
+
+    def unread(self, text: str) -> tuple[str, ...]:
+        return tuple(UNREAD.findall(text))  # it reads ASCII words only: "what does 呵呵 mean" is "what does mean"
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if self.fail:

@@ -110,6 +110,34 @@ def test_the_same_words_asking_for_another_answer_miss_where_a_paraphrase_hits(
         assert http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("stored", "asked", "paraphrase"),
+    [
+        # "What is machine learning?" / "What is deep learning?": all-MiniLM-L6-v2 reads 学 and the question mark,
+        # nothing else of either (cosine 1.0); the verifier served the first's answer to the second at confidence 0.89.
+        ("什么是机器学习?", "什么是深度学习?", None),
+        # Emoji are unknown tokens too: the two questions were the same vector.
+        ("How do I type 😀 on a Mac?", "How do I type 😂 on a Mac?", "How can I type 😀 on a Mac?"),
+    ],
+)
+def test_questions_differing_only_where_the_embedder_cannot_read_are_not_served_for_each_other(
+    http: httpx.Client, unique: str, stored: str, asked: str, paraphrase: str | None
+) -> None:
+    own = {"instructions": f"Answer plainly. ({unique})"}  # a scope of its own: no other test's entries in it
+    first = query(http, stored, **own)
+    before = http.get("/v1/cache/stats").json()["ruled_out"]
+    missed = query(http, asked, **own)
+    assert missed.headers["x-semcache"] == "miss"
+    assert missed.json()["cache"]["reason"].startswith("nearest stored question ruled out (unread): ")
+    after = http.get("/v1/cache/stats").json()["ruled_out"]
+    assert after["unread"] == before["unread"] + 1
+    if paraphrase is not None:  # what it does read still matches: the same unknown parts, other words around them
+        hit = query(http, paraphrase, **own)
+        assert (hit.headers["x-semcache-tier"], hit.json()["cache"]["matched_query"]) == ("semantic", stored)
+    for response in (first, missed):
+        assert http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}").status_code == 200
+
+
 def test_a_nearest_entry_ruled_out_as_another_question_makes_way_for_the_next(http: httpx.Client, unique: str) -> None:
     # On the real index: "in detail" is the nearest entry to "like I'm five", and is ruled out (another shape);
     # the lookup searches past it and serves "in simple terms".

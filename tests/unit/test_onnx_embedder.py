@@ -50,6 +50,23 @@ def test_a_text_longer_than_the_model_reads_is_not_prepared(model_dir: Path) -> 
     assert embedder.prepare(what) is None
 
 
+def test_unread_names_what_the_model_maps_to_its_unknown_token(model_dir: Path) -> None:
+    embedder = make(model_dir)
+    # all-MiniLM-L6-v2's vocabulary holds 244 of the 20,991 common Chinese characters: these two questions are the
+    # same tokens to it, so the same vector.
+    ml, dl = "什么是机器学习?", "什么是深度学习?"
+    assert embedder.unread(ml) == ("什", "么", "是", "机", "器", "习")
+    assert embedder.unread(dl) == ("什", "么", "是", "深", "度", "习")
+    assert np.allclose(*embedder.embed([ml, dl]))
+    assert embedder.unread("How do I type 😀 on a Mac?") == ("😀",)
+    # read: ASCII (through the fast path), accented Latin and Cyrillic (character by character)
+    for text in ("How do I reverse a list in Python?", "Où est la gare ?", "Как приготовить борщ?", ""):
+        assert embedder.unread(text) == ()
+    word = "x" * 101  # WordPiece gives up on a word of more than 100 characters, ASCII or not
+    assert embedder.unread(f"What does {word} mean?") == (word,)
+    assert embedder.unread(f"What does {word[:100]} mean?") == ()
+
+
 def key(model_dir: Path, threads: int = 1) -> tuple[str, str, int]:
     return (str((model_dir / "model.onnx").resolve()), str((model_dir / "tokenizer.json").resolve()), threads)
 

@@ -104,6 +104,23 @@ async def test_semantic_hit_above_threshold_only(service: CacheService, llm: Scr
     assert len(llm.prompts) == 2
 
 
+async def test_a_stored_question_differing_where_the_embedder_cannot_read_is_never_served(
+    service: CacheService, llm: ScriptedLLM
+) -> None:
+    # The fake reads ASCII words only, as MiniLM reads few Chinese characters: both questions are one vector.
+    await service.answer(ask("what does 呵呵 mean"), tenant="t")
+    other = await service.answer(ask("what does 暧昧 mean"), tenant="t")
+    assert other.cache.status == "miss"
+    assert other.cache.reason == (
+        "nearest stored question ruled out (unread): it holds words the embedder cannot read, and not the same ones"
+    )
+    assert service.ruled_out["unread"] == 1
+    # The same unread parts with other words around them: what it reads decides, as for any text
+    same = await service.answer(ask("what does 呵呵 mean please"), tenant="t")
+    assert (same.cache.status, same.cache.matched_query) == ("hit", "what does 呵呵 mean")
+    assert len(llm.prompts) == 2
+
+
 async def test_per_request_threshold_overrides_the_default(service: CacheService) -> None:
     await service.answer(ask("how do I reset my gmail password"), tenant="t")
     strict = CacheControl(min_similarity=0.999)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
+import re
+import string
 import threading
 from collections.abc import Sequence, Sized
 from concurrent.futures import Future
@@ -20,6 +23,8 @@ from semcache.core.errors import EmbedderError
 
 DEFAULT_MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on sequences of at most 256 word pieces; longer input is truncated."""
+UNREAD_CACHE_MAX_CHARS = 2000
+"""unread() remembers its answer for the most recent texts up to this long (stored questions come up again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,26 @@ def preload(model_path: Path, threads: int = 1, tokenizer_path: Path | None = No
     threading.Thread(target=build, name="semcache-onnx-preload", daemon=True).start()
 
 
+def _unknowns(tokenizer: Tokenizer) -> tuple[int | None, re.Pattern[str] | None]:
+    """The id of tokenizer's unknown token (None if it has none) and, for a WordPiece vocabulary that holds every
+    printable ASCII character (as normalised) both alone and as a word's continuation, a pattern that finds the
+    ASCII words too long for it (WordPiece gives up on a word of more than max_input_chars_per_word characters):
+    an ASCII text without one has nothing unread. None if the vocabulary may not read some ASCII text."""
+    model = tokenizer.model
+    unk = getattr(model, "unk_token", None)
+    unk_id = tokenizer.token_to_id(unk) if isinstance(unk, str) else None
+    limit = getattr(model, "max_input_chars_per_word", None)
+    prefix = getattr(model, "continuing_subword_prefix", None)
+    if unk_id is None or not isinstance(limit, int) or not isinstance(prefix, str):
+        return unk_id, None
+    vocab, normalizer = tokenizer.get_vocab(), tokenizer.normalizer
+    for c in string.printable.strip():
+        n = normalizer.normalize_str(c) if normalizer is not None else c
+        if n and (n not in vocab or (c.isalnum() and prefix + n not in vocab)):
+            return unk_id, None
+    return unk_id, re.compile(rf"[A-Za-z0-9]{{{limit + 1},}}")
+
+
 def _take_preloaded(model_path: Path, tokenizer_path: Path, threads: int) -> _Loaded | None:
     future = _preloaded.pop(_key(model_path, tokenizer_path, threads), None)
     if future is None or future.exception() is not None:
@@ -123,6 +148,8 @@ class OnnxEmbedder:
         # AVX2 GEMM rounds differently from arm64's).
         stamp = hashlib.sha256(f"{digest}|{max_tokens}|{platform.machine()}".encode()).hexdigest()[:10]
         self._id = f"{name}@{stamp}"
+        self._unk_id, self._ascii_word_limit = _unknowns(self._tokenizer)
+        self._remembered_unread = functools.lru_cache(maxsize=4096)(self._unread)
 
     @property
     def id(self) -> str:
@@ -162,6 +189,20 @@ class OnnxEmbedder:
             ids[row, : len(e)] = e.ids
             mask[row, : len(e)] = 1
         return self._run(ids, mask)
+
+    def unread(self, text: str) -> tuple[str, ...]:
+        """The parts of text the model cannot read, in order: the words or characters its tokenizer maps to its
+        unknown token (most Chinese characters, emoji, scripts outside its vocabulary). The model sees each as the
+        same token, so two texts that differ only there get the same vector."""
+        if self._unk_id is None:
+            return ()
+        if self._ascii_word_limit is not None and text.isascii() and not self._ascii_word_limit.search(text):
+            return ()  # the model reads every printable ASCII character, and no word here is too long for it
+        return self._remembered_unread(text) if len(text) <= UNREAD_CACHE_MAX_CHARS else self._unread(text)
+
+    def _unread(self, text: str) -> tuple[str, ...]:
+        encoding = self._tokenizer.encode(text)
+        return tuple(text[a:b] for i, (a, b) in zip(encoding.ids, encoding.offsets, strict=True) if i == self._unk_id)
 
     def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         """One model run over a padded batch, mean-pooled over the real tokens and normalised."""

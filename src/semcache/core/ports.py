@@ -42,6 +42,12 @@ class Embedder(Protocol):
         """embed() for inputs made by prepare(), so that a text is tokenised once. CPU-bound, as embed()."""
         ...
 
+    def unread(self, text: str) -> tuple[str, ...]:
+        """The parts of text the model cannot read (its unknown tokens: characters or words outside its
+        vocabulary), in order; () if it reads all of it. Two texts that differ only there get the same vector, so
+        the semantic tier never serves one for the other. Cheap, and cheapest for text it surely reads."""
+        ...
+
 
 class VectorStore(Protocol):
     """Holds entries with their vectors; every method may raise StoreError."""

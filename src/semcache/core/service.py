@@ -31,7 +31,7 @@ from semcache.core.models import (
     Verdict,
 )
 from semcache.core.ports import LLM, Embedder, Vector, VectorStore
-from semcache.core.verifier import RULE_SAYS, RULES, Verifier, veto
+from semcache.core.verifier import RULE_SAYS, Verifier, veto
 
 log = logging.getLogger("semcache")
 
@@ -60,6 +60,14 @@ DEFERRED_MAX_CHARS = 32_000_000
 """Answers waiting for a free model to be stored: at most this many, of at most this many characters (questions and
 answers) in all; beyond either the oldest are dropped (the cache is optional, the process's memory is not)."""
 DEFERRED_POLL_S = 0.05
+
+UNREAD = "unread"
+"""The rule that rules out a stored question holding other parts the embedder cannot read (Embedder.unread): "what
+is machine learning?" and "what is deep learning?" in Chinese are, to all-MiniLM-L6-v2, the same six unknown tokens
+around the same two characters, so the same vector (cosine 1.0). Applied before the verifier's rules, with or
+without a verifier."""
+RULES_SAY = {UNREAD: "it holds words the embedder cannot read, and not the same ones", **RULE_SAYS}
+"""What each rule (UNREAD, then the verifier's) says of a stored question it rules out."""
 
 MAX_TTL_SECONDS = 365 * 86400
 LOOK_FURTHER = 3
@@ -482,7 +490,15 @@ class CacheService:
         near = [m for m in found if m.entry.scope == asked.scope and m.similarity >= floor]
         verifier = self._policy.verifier
         texts = [normalize_text(m.entry.query) for m in near]
-        vetoes = [veto(asked.normalized, text) if verifier is not None else None for text in texts]
+        unread = self._embedder.unread(asked.normalized)
+        vetoes = [
+            UNREAD
+            if self._embedder.unread(text) != unread
+            else veto(asked.normalized, text)
+            if verifier is not None
+            else None
+            for text in texts
+        ]
         if until_numbers and "numbers" in vetoes:
             cut = vetoes.index("numbers")
             near, texts, vetoes = near[:cut], texts[:cut], vetoes[:cut]
@@ -561,9 +577,9 @@ class CacheService:
 
     @property
     def ruled_out(self) -> dict[str, int]:
-        """Candidates the verifier's rules have ruled out so far, by rule (verifier.RULES), and lookups that searched
-        past them ("searched_further")."""
-        return {**{rule: self._ruled_out[rule] for rule in RULES}, "searched_further": self._searched_further}
+        """Candidates ruled out so far, by rule (UNREAD, then verifier.RULES), and lookups that searched past them
+        ("searched_further")."""
+        return {**{rule: self._ruled_out[rule] for rule in RULES_SAY}, "searched_further": self._searched_further}
 
     async def delete(self, entry_id: str, *, tenant: str | None) -> bool:
         """Remove one entry of tenant (any tenant's if None); True if it existed."""
@@ -780,7 +796,7 @@ def _why_not(found: list[Match], floor: float, near: list[Match], vetoes: list[s
     if not near or near[0] is not nearest:
         return f"nearest stored question too far (similarity {nearest.similarity:.3f} < {floor:g})"
     if vetoes[0] is not None:
-        return f"nearest stored question ruled out ({vetoes[0]}): {RULE_SAYS[vetoes[0]]}"
+        return f"nearest stored question ruled out ({vetoes[0]}): {RULES_SAY[vetoes[0]]}"
     if nearest.mismatched:
         return "nearest stored question marked wrong for this one (feedback)"
     return None
