@@ -62,11 +62,13 @@ answers) in all; beyond either the oldest are dropped (the cache is optional, th
 DEFERRED_POLL_S = 0.05
 
 UNREAD = "unread"
-"""The rule that rules out a stored question holding other parts the embedder cannot read (Embedder.unread): "what
-is machine learning?" and "what is deep learning?" in Chinese are, to all-MiniLM-L6-v2, the same six unknown tokens
-around the same two characters, so the same vector (cosine 1.0). Applied before the verifier's rules, with or
-without a verifier."""
-RULES_SAY = {UNREAD: "it holds words the embedder cannot read, and not the same ones", **RULE_SAYS}
+"""The rule that rules out a stored question when both it and the asked one hold parts the embedder cannot read
+(Embedder.unread), and not the same ones: "what is machine learning?" and "what is deep learning?" in Chinese are,
+to all-MiniLM-L6-v2, the same six unknown tokens around the same two characters, so the same vector (cosine 1.0).
+Unread parts on one side only ("🤗 Datasets is a library...", "Datasets is a library...") are left to the
+matcher, which sees an unknown token on one side and not on the other, as it sees a number on one side only.
+Applied before the verifier's rules, with or without a verifier."""
+RULES_SAY = {UNREAD: "both hold words the embedder cannot read, and not the same ones", **RULE_SAYS}
 """What each rule (UNREAD, then the verifier's) says of a stored question it rules out."""
 
 MAX_TTL_SECONDS = 365 * 86400
@@ -493,7 +495,7 @@ class CacheService:
         unread = self._embedder.unread(asked.normalized)
         vetoes = [
             UNREAD
-            if self._embedder.unread(text) != unread
+            if unread_differ(unread, self._embedder.unread(text))
             else veto(asked.normalized, text)
             if verifier is not None
             else None
@@ -785,6 +787,11 @@ class _RecentVectors:
 
 def _chars(entry: Entry) -> int:
     return len(entry.query) + len(entry.response)
+
+
+def unread_differ(asked: tuple[str, ...], stored: tuple[str, ...]) -> bool:
+    """The UNREAD rule: both texts hold parts the embedder cannot read, and not the same ones in the same order."""
+    return asked != stored and bool(asked) and bool(stored)
 
 
 def _why_not(found: list[Match], floor: float, near: list[Match], vetoes: list[str | None]) -> str | None:
