@@ -370,7 +370,7 @@ def feedback_figures(
 
 def freshness_figures() -> dict[str, object]:
     out = {}
-    for name in ("freshness_labels", "freshness_holdout"):
+    for name in ("freshness_labels", "freshness_holdout", "freshness_languages", "freshness_languages_holdout"):
         data = json.loads((Path(__file__).with_name(f"{name}.json")).read_text())
         missed = [q for q in data["volatile"] if not is_volatile(q)]
         flagged = [q for q in data["evergreen"] if is_volatile(q)]

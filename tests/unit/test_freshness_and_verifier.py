@@ -59,6 +59,19 @@ def service(policy: Policy, llm: ScriptedLLM | None = None) -> CacheService:
         ("Who was the richest person in history?", False),
         ("How many followers did Jesus have?", False),
         ("How much is too much water?", False),
+        # session 19: other languages (none was detected before), and their words that are not time words
+        ("¿Qué tiempo hace hoy en Sevilla?", True),
+        ("Quel est le cours du bitcoin ?", True),
+        ("Wer ist derzeit Bundeskanzler?", True),
+        ("Какой сейчас курс евро?", True),
+        ("上海明天会下雨吗?", True),
+        ("今日の天気は?", True),
+        ("오늘 날씨 어때요?", True),
+        ("Wie komme ich hier zum Bahnhof?", False),  # "hier" is "here" in German, "yesterday" in French
+        ("Was ist eine gerade Zahl?", False),  # "gerade": "right now", and "even"
+        ("What is the actual cost of a college degree?", False),  # "actual": Spanish "current", not English
+        ("¿Cuál es el último libro de la Biblia?", False),
+        ("为什么天空是蓝色的?", False),
     ],
 )
 def test_volatile_questions(question: str, volatile: bool) -> None:

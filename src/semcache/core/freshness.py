@@ -43,6 +43,45 @@ _VOLATILE_QUESTION = re.compile(
     re.VERBOSE,  # matched against the lowercased question: a third of the time of re.IGNORECASE (16 against 41 us)
 )
 
+# The same for questions in nine other languages (es, fr, de, pt, it, ru; zh, ja, ko below): their words for today,
+# now, tomorrow, yesterday, current, latest, news, weather, exchange rates, who won. Only words that are not also
+# English words or common ones of another meaning ("actual" in Spanish only after an article or a noun, "hier"
+# in French only with soir / matin: it is German for "here"; not German "gerade", which is also "even").
+_VOLATILE_ELSEWHERE = re.compile(
+    r"""\b(
+        hoy|ahora|ahorita|mañana|ayer|anoche|actualmente|en\s+este\s+momento|esta\s+(semana|noche|tarde)
+        |este\s+(año|mes|fin\s+de\s+semana)|(el|la|los|las)\s+actual(es)?
+        |(precio|presidente|cotización|valor|situación|estado|campeón|récord|gobierno)\s+actual
+        |últim[oa]s?\s+(noticias|versión|versiones|modelo|resultados?|partido|episodio)|más\s+recientes?
+        |noticias\s+(de|del|sobre)|cotización|tipo\s+de\s+cambio|faltan\s+para|quién\s+ganó|a\s+cuánto\s+está
+        |aujourd['\u2019]hui|maintenant|actuellement|en\s+ce\s+moment|demain|hier\s+(soir|matin)|d['\u2019]hier|ce\s+soir
+        |cette\s+(semaine|année|saison)|actuel(le)?s?|derni[eè]re?s?\s+(nouvelles|version|modèle|résultats?|match
+            |épisode|sortie)|plus\s+récente?s?|quoi\s+de\s+neuf|l['\u2019]actualité|qui\s+a\s+gagné|météo
+        |cours\s+(de\s+l['\u2019](action|or|euro)|du\s+(dollar|bitcoin|pétrole))
+        |heute|heutigen?|jetzt|derzeit|momentan|aktuell\w*|morgen|gestern|diese\s+woche|dieses\s+jahr|neueste\w*
+        |nachrichten\s+(aus|über|zu)|(wechsel|aktien|bitcoin|euro|dollar|gold)-?kurs|wer\s+hat\s+(\w+\s+){0,4}gewonnen
+        |wetter\s+(in|am|für|heute|morgen)
+        |hoje|agora|amanhã|ontem|atualmente|atua(l|is)|neste\s+momento|este\s+(ano|mês)|últimas\s+notícias
+        |notícias\s+(de|do|da|sobre)|mais\s+recentes?|última\s+versão|último\s+modelo|cotação|quem\s+ganhou
+        |previsão\s+do\s+tempo
+        |oggi|odiern[oa]|adesso|domani|ieri|stasera|stanotte|attualmente|attual[ei]|in\s+questo\s+momento
+        |questa\s+settimana|quest['\u2019]anno|ultime\s+notizie|notizie\s+(di|del|della|sulla|sul|su)|più\s+recente
+        |ultima\s+versione|ultimo\s+modello|chi\s+ha\s+vinto|che\s+tempo\s+fa|quanto\s+vale
+        |сегодня|сегодняшн\w*|сейчас|завтра|вчера|вчерашн\w*|текущ\w*|нынешн\w*|в\s+данный\s+момент
+        |на\s+этой\s+неделе|в\s+этом\s+году|последн\w*\s+(новост\w*|верси\w*|модел\w*|результат\w*)
+        |новост\w*\s+(о|об|про|сегодня|дня)|курс\s+(доллара|евро|рубля|юаня|валют\w*|биткоина|акций)|кто\s+выиграл
+        |погода\s+(в|во|на)
+    )\b""",
+    re.VERBOSE,
+)
+# Chinese, Japanese and Korean write without spaces: their words are matched anywhere in the text.
+_VOLATILE_CJK = re.compile(
+    r"""今天|今日|今晚|今年|今の|今は|今何時|现在|現在|目前|当前|當前|最新|昨天|昨日|昨晚|明天|明日|本周|这周|這週|今週
+        |天气|天氣|天気|股价|股價|株価|汇率|匯率|為替|新闻|新聞|ニュース|比分|谁赢|誰贏|现任|現任
+        |오늘|지금|현재|최신|어제|내일|이번\s*주|올해|날씨|주가|환율|뉴스|누가\s*이겼""",
+    re.VERBOSE,
+)
+
 _DATED_ANSWER = re.compile(
     r"""(
         \b(19|20)\d\d\b
@@ -56,8 +95,13 @@ _DATED_ANSWER = re.compile(
 
 
 def is_volatile(question: str) -> bool:
-    """True if the answer to question depends on when it is asked."""
-    return _VOLATILE_QUESTION.search(question.lower()) is not None
+    """True if the answer to question depends on when it is asked (in English, or one of nine other languages)."""
+    lowered = question.lower()
+    return (
+        _VOLATILE_QUESTION.search(lowered) is not None
+        or _VOLATILE_ELSEWHERE.search(lowered) is not None
+        or (not lowered.isascii() and _VOLATILE_CJK.search(lowered) is not None)
+    )
 
 
 def quotes_dates_or_prices(answer: str) -> bool:
