@@ -82,6 +82,12 @@ def test_dated_answers() -> None:
     assert quotes_dates_or_prices("It costs $4.99 as of March 3")
     assert quotes_dates_or_prices("The 2024 results were close")
     assert not quotes_dates_or_prices("Boil it for ten minutes.")
+    # other languages (session 19): a year or a date in CJK writing (no word boundary before 年), a price in yuan
+    assert quotes_dates_or_prices("该公司成立于2024年。")
+    assert quotes_dates_or_prices("발매일은 3월 5일입니다")
+    assert quotes_dates_or_prices("价格约为5000元")
+    assert quotes_dates_or_prices("Actualmente cuesta unos 300 pesos.")
+    assert not quotes_dates_or_prices("把米洗净, 加水煮二十分钟。")
 
 
 def test_freshness_policy_ttls() -> None:

@@ -87,8 +87,10 @@ _DATED_ANSWER = re.compile(
         \b(19|20)\d\d\b
         |\b(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sep(t(ember)?)?|oct(ober)?
             |nov(ember)?|dec(ember)?)\.?\s+\d{1,2}\b
-        |[$€£¥]\s?\d|\b\d+(\.\d+)?\s?(usd|eur|gbp|dollars|euros|cents)\b|\b\d+(\.\d+)?\s?%
+        |[$€£¥₹₽₩]\s?\d|\b\d+(\.\d+)?\s?(usd|eur|gbp|dollars|euros|cents)\b|\b\d+(\.\d+)?\s?%
         |\b(as\s+of|currently|at\s+the\s+time\s+of\s+writing|recently)\b
+        |(19|20)\d\d\s?(年|년)|\d{1,2}\s?(月\s?\d{1,2}\s?日|월\s?\d{1,2}\s?일)|\d(\.\d+)?\s?(元|円|원|руб)
+        |\b(actualmente|actuellement|aktuell|atualmente|attualmente|сейчас|на\s+данный\s+момент)\b|目前|現在|현재
     )""",
     re.IGNORECASE | re.VERBOSE,
 )
