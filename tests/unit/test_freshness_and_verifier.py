@@ -118,6 +118,17 @@ async def test_volatile_questions_get_the_short_ttl_and_no_semantic_hits() -> No
     assert near.cache.status == "miss", "a paraphrase of a volatile question must not be served"
 
 
+async def test_a_follow_up_to_a_time_sensitive_question_is_time_sensitive_too() -> None:
+    # The conversation as some clients send it, the user's turns only: its prefix is the same tomorrow, so "and in
+    # london?" stored for the evergreen TTL would be served tomorrow's asker today's weather.
+    svc = service(Policy(ttl_seconds=86400, freshness=FreshnessPolicy(volatile_ttl_seconds=60)))
+    turns = (Message("user", "what is the weather in paris today"), Message("user", "and in london?"))
+    follow_up = await svc.answer(Prompt(model="m", messages=turns), tenant="t")
+    assert (follow_up.cache.ttl_seconds, follow_up.cache.freshness) == (60, "volatile")
+    evergreen = (Message("user", "how do I boil an egg"), Message("user", "and a duck egg?"))
+    assert (await svc.answer(Prompt(model="m", messages=evergreen), tenant="t")).cache.ttl_seconds == 86400
+
+
 async def test_volatile_ttl_zero_means_not_cached() -> None:
     svc = service(Policy(freshness=FreshnessPolicy(volatile_ttl_seconds=0)))
     first = await svc.answer(ask("who won last night"), tenant="t")

@@ -163,8 +163,14 @@ class _Asked:
     @functools.cached_property
     def volatile(self) -> bool:
         """Whether the answer depends on when it is asked: judged on the normalised text, since the lookup and the
-        store must agree and the exact tier keys on that text; once, and only when needed (not for an exact hit)."""
-        return is_volatile(self.normalized)
+        store must agree and the exact tier keys on that text; once, and only when needed (not for an exact hit).
+        An earlier user turn counts too: after "what's the weather in Paris today?", "and in London?" asks about
+        today as well, and a conversation sent without the assistant's answers has the same prefix tomorrow."""
+        return is_volatile(self.normalized) or any(
+            is_volatile(normalize_text(m.content))
+            for m in self.prompt.history
+            if m.role == "user" and isinstance(m.content, str)
+        )
 
 
 class CacheService:
