@@ -100,7 +100,7 @@ async def responses(request: Request) -> JSONResponse | PlainTextResponse | Stre
                  "type": "invalid_request_error", "param": "temperature", "code": "unsupported_parameter"}  # fmt: skip
         return JSONResponse({"error": error}, status_code=400)
 
-    answer = f"[offline answer] {text}"
+    answer = _structured(((body.get("text") or {}).get("format") or {}), text) or f"[offline answer] {text}"
     status, incomplete = "completed", None
     content: dict[str, Any] = {"type": "output_text", "text": answer, "annotations": []}
     limit = body.get("max_output_tokens")
@@ -152,6 +152,33 @@ async def responses(request: Request) -> JSONResponse | PlainTextResponse | Stre
         events = _events(response, cut="cut" in markers, drip_s=float(markers.get("drip") or 0))
         return StreamingResponse(events, media_type="text/event-stream")
     return JSONResponse(response)
+
+
+def _structured(text_format: dict[str, Any], asked: str) -> str | None:
+    """An answer in the JSON a structured-output request asks for (text.format json_schema or json_object), made
+    from the schema: each string says what it is and quotes the question; None for plain text."""
+    if text_format.get("type") == "json_object":
+        return json.dumps({"answer": f"[offline answer] {asked}"})
+    if text_format.get("type") != "json_schema":
+        return None
+    schema = text_format.get("schema") or {}
+    return json.dumps(_instance(schema, schema.get("$defs") or {}, "answer", asked))
+
+
+def _instance(schema: dict[str, Any], defs: dict[str, Any], name: str, asked: str) -> Any:
+    if "$ref" in schema:
+        return _instance(defs[schema["$ref"].rsplit("/", 1)[-1]], defs, name, asked)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
+    if kind == "object" or "properties" in schema:
+        return {key: _instance(sub, defs, key, asked) for key, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [_instance(schema.get("items") or {}, defs, name, asked)]
+    return {"integer": len(asked.split()), "number": 0.5, "boolean": True, "null": None}.get(
+        str(kind), f"[offline {name}] {asked}"
+    )
 
 
 async def _events(response: dict[str, Any], *, cut: bool, drip_s: float) -> Any:

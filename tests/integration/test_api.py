@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import openai
+import pydantic
 import pytest
 
 from semcache.adapters.openai_llm import OpenAILLM
@@ -383,6 +384,38 @@ def test_sdk_chat_completions_route(sdk: openai.OpenAI, unique: str) -> None:
     with_system = [{"role": "system", "content": "You are a pirate."}, *messages]
     third = sdk.chat.completions.with_raw_response.create(model="gpt-4.1-mini", messages=with_system)
     assert third.headers["x-semcache"] == "miss"
+
+
+class CityFacts(pydantic.BaseModel):
+    city: str
+    population_millions: float
+    landmarks: list[str]
+
+
+def test_sdk_structured_outputs_parse_on_a_miss_and_on_a_hit(sdk: openai.OpenAI, unique: str) -> None:
+    # The SDK's parse helpers (Pydantic models as text_format / response_format): the hit must parse as the miss did
+    q = f"Give me facts about Paris {unique}"
+    parsed = []
+    for expected in ("miss", "hit"):
+        raw = sdk.responses.with_raw_response.parse(model="gpt-4.1-mini", input=q, text_format=CityFacts)
+        assert raw.headers["x-semcache"] == expected
+        parsed.append(raw.parse().output_parsed)
+    assert isinstance(parsed[0], CityFacts)
+    assert parsed[0] == parsed[1]
+    assert parsed[0].city == f"[offline city] {q}"
+    chat = []
+    messages: list[Any] = [{"role": "user", "content": f"Give me facts about Rome {unique}"}]
+    for expected in ("miss", "hit"):
+        raw_chat = sdk.chat.completions.with_raw_response.parse(
+            model="gpt-4.1-mini", messages=messages, response_format=CityFacts
+        )
+        assert raw_chat.headers["x-semcache"] == expected
+        chat.append(raw_chat.parse().choices[0].message.parsed)
+    assert isinstance(chat[0], CityFacts)
+    assert chat[0] == chat[1]
+    # The same question without a schema is another request: never served the JSON
+    plain = sdk.responses.with_raw_response.create(model="gpt-4.1-mini", input=q)
+    assert plain.headers["x-semcache"] == "miss"
 
 
 def test_sdk_cache_control_headers(sdk: openai.OpenAI, unique: str) -> None:
