@@ -201,6 +201,19 @@ async def test_incomplete_answers_are_returned_but_not_stored(service: CacheServ
     assert (await service.answer(ask("q1"), tenant="t")).cache.status == "miss"
 
 
+async def test_an_empty_answer_is_returned_but_not_stored(service: CacheService, llm: ScriptedLLM) -> None:
+    llm.reply = " \n"
+    first = await service.answer(ask("q1"), tenant="t")
+    assert (first.text, first.cache.status, first.cache.reason, first.cache.entry_id) == (
+        " \n",
+        "miss",
+        "empty answer not cached",
+        None,
+    )
+    llm.reply = None
+    assert (await service.answer(ask("q1"), tenant="t")).text == "answer to q1"
+
+
 async def test_upstream_errors_propagate_and_store_nothing(
     service: CacheService, llm: ScriptedLLM, store: FailingStore
 ) -> None:

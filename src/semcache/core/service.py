@@ -52,6 +52,9 @@ CACHE_FULL = "cache full: answer not stored"
 NOT_TEXT = "answer not cached: not plain text (a refusal, or a call of a tool)"
 """The reason on a miss whose answer came whole but is not the text of a message: a refusal, a function call, or
 what a hosted tool (web search, file search) found, which is the tool's at that moment."""
+EMPTY = "empty answer not cached"
+"""The reason on a miss whose answer came whole but holds no text (or only whitespace): returned as it is, since
+the caller asked for it, but never stored to be served again for days."""
 CACHE_FAULT = "cache fault: answered without the cache"
 """The reason when the cache failed in a way that is not an outage (a bug: logged with its traceback): the lookup is
 skipped or the answer not stored, and the request is answered all the same. The store is not paused for it."""
@@ -332,6 +335,8 @@ class CacheService:
         if not completion.completed:
             why = NOT_TEXT if completion.finish_reason == "stop" else "incomplete answer not cached"
             return replace(answer, cache=CacheInfo(status="miss", reason=why))
+        if not completion.text.strip():
+            return replace(answer, cache=CacheInfo(status="miss", reason=EMPTY))
         ttl, freshness = self._policy.freshness.ttl(
             asked.volatile, completion.text, self._policy.ttl_seconds, control.ttl_seconds
         )
