@@ -119,6 +119,8 @@ def test_the_same_words_asking_for_another_answer_miss_where_a_paraphrase_hits(
         ("什么是机器学习?", "什么是深度学习?", None),
         # Emoji are unknown tokens too: the two questions were the same vector.
         ("How do I type 😀 on a Mac?", "How do I type 😂 on a Mac?", "How can I type 😀 on a Mac?"),
+        # Cyrillic is read letter by letter: "convert a string to a number" / "a number to a string", served at 0.99
+        ("Как перевести строку в число в Python?", "Как перевести число в строку в Python?", None),
     ],
 )
 def test_questions_differing_only_where_the_embedder_cannot_read_are_not_served_for_each_other(

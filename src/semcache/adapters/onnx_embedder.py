@@ -23,6 +23,11 @@ from semcache.core.errors import EmbedderError
 
 DEFAULT_MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on sequences of at most 256 word pieces; longer input is truncated."""
+SPELLED_OUT = (4, 0.75)
+"""A text is read letter by letter when at least this many of its word pieces hold a letter and at least this share
+of those are one character long: 0.85-1.0 for Cyrillic, Greek, Arabic, Hebrew and Devanagari questions (hand check
+on one question each), 0-0.53 for English, Spanish, French, German, Portuguese, Italian, Dutch, Polish, Turkish,
+Vietnamese and Indonesian ones. Only text that is not all ASCII is looked at."""
 UNREAD_CACHE_MAX_CHARS = 2000
 """unread() remembers its answer for the most recent texts up to this long (stored questions come up again)."""
 
@@ -149,6 +154,7 @@ class OnnxEmbedder:
         stamp = hashlib.sha256(f"{digest}|{max_tokens}|{platform.machine()}".encode()).hexdigest()[:10]
         self._id = f"{name}@{stamp}"
         self._unk_id, self._ascii_word_limit = _unknowns(self._tokenizer)
+        self._prefix = str(getattr(self._tokenizer.model, "continuing_subword_prefix", None) or "##")
         self._remembered_unread = functools.lru_cache(maxsize=4096)(self._unread)
 
     @property
@@ -192,8 +198,11 @@ class OnnxEmbedder:
 
     def unread(self, text: str) -> tuple[str, ...]:
         """The parts of text the model cannot read, in order: the words or characters its tokenizer maps to its
-        unknown token (most Chinese characters, emoji, scripts outside its vocabulary). The model sees each as the
-        same token, so two texts that differ only there get the same vector."""
+        unknown token (most Chinese characters, emoji, scripts outside its vocabulary), which the model sees as
+        one and the same token, so that two texts differing only there get the same vector. And every word of a
+        text it reads letter by letter (SPELLED_OUT: Cyrillic, Greek, Arabic, Hebrew, Devanagari...), whose
+        vector stands for its letters, not its words: an English model's vectors of two such questions are close
+        whatever they ask ("convert a string to a number" and "a number to a string" in Russian, 0.996)."""
         if self._unk_id is None:
             return ()
         if self._ascii_word_limit is not None and text.isascii() and not self._ascii_word_limit.search(text):
@@ -202,7 +211,26 @@ class OnnxEmbedder:
 
     def _unread(self, text: str) -> tuple[str, ...]:
         encoding = self._tokenizer.encode(text)
-        return tuple(text[a:b] for i, (a, b) in zip(encoding.ids, encoding.offsets, strict=True) if i == self._unk_id)
+        words: dict[int, list[int]] = {}  # each word's span in text
+        unknown: list[str] = []
+        letters = single = 0  # word pieces holding a letter, and those of one character
+        for token, i, (a, b), word in zip(
+            encoding.tokens, encoding.ids, encoding.offsets, encoding.word_ids, strict=True
+        ):
+            if word is None:
+                continue  # [CLS], [SEP]
+            words.setdefault(word, [a, b])[1] = b
+            if i == self._unk_id:
+                unknown.append(text[a:b])
+                continue
+            piece = token.removeprefix(self._prefix)
+            if any(c.isalpha() for c in piece):
+                letters += 1
+                single += len(piece) == 1
+        if letters >= SPELLED_OUT[0] and single >= SPELLED_OUT[1] * letters:
+            spans = (text[a:b] for a, b in words.values())
+            return tuple(w for w in spans if any(c.isalnum() for c in w))  # every word, not its punctuation
+        return tuple(unknown)
 
     def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         """One model run over a padded batch, mean-pooled over the real tokens and normalised."""
