@@ -31,6 +31,7 @@ from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.bootstrap import limit_blas_threads
 from semcache.core.calibration import bucket, calibrated_threshold
 from semcache.core.freshness import is_volatile
+from semcache.core.language import looks_english
 from semcache.core.models import CacheControl, CacheMode, Completion, Message, Prompt, Usage
 from semcache.core.service import CacheService, Policy, unread_differ
 from semcache.core.verifier import DEFAULT_PATH, RULES, Verifier, veto, vetoed
@@ -63,12 +64,16 @@ def _scores(verifier: Verifier, queries: list[str], candidates: list[str], q: np
 
 
 def readable(e: OnnxEmbedder, a: list[str], b: list[str]) -> np.ndarray:
-    """Pairs whose texts the model reads whole and not both in part: the service serves a longer text only to an
-    exact repeat, and never serves a text for another when both hold other parts the model cannot read (its
-    "unread" rule)."""
+    """Pairs whose texts the model reads whole and not both in part, in English: the service serves a longer text
+    only to an exact repeat, never serves a text for another when both hold other parts the model cannot read (its
+    "unread" rule), and by default looks up by meaning only questions in English (stored ones too)."""
     return np.array(
         [
-            e.prepare(x) is not None and e.prepare(y) is not None and not unread_differ(e.unread(x), e.unread(y))
+            e.prepare(x) is not None
+            and e.prepare(y) is not None
+            and not unread_differ(e.unread(x), e.unread(y))
+            and looks_english(x)
+            and looks_english(y)
             for x, y in zip(a, b, strict=True)
         ]
     )

@@ -114,6 +114,7 @@ def build_policy(settings: Settings) -> Policy:
             ttl_seconds=settings.ttl_seconds,
             min_similarity=settings.min_similarity or 0.85,
             freshness=freshness,
+            any_language=settings.semantic_any_language,
             embed_wait_budget_s=settings.embed_wait_budget_ms / 1000,
         )
     path = settings.verifier_path or VERIFIER_PATH
@@ -127,6 +128,7 @@ def build_policy(settings: Settings) -> Policy:
         min_confidence=settings.min_confidence,
         freshness=freshness,
         max_error=settings.feedback_max_error,
+        any_language=settings.semantic_any_language,
         embed_wait_budget_s=settings.embed_wait_budget_ms / 1000,
     )
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from semcache.core.models import Answer, Usage
-from semcache.core.service import BUSY_REASONS, CACHE_FAULT, CACHE_FULL, TOO_LONG
+from semcache.core.service import BUSY_REASONS, CACHE_FAULT, CACHE_FULL, NOT_ENGLISH, TOO_LONG
 
 _SAMPLES = 2048
 
@@ -64,6 +64,7 @@ class Metrics:
             "semantic": 0,
             "lookup_skipped_busy": 0,
             "lookup_skipped_too_long": 0,
+            "lookup_skipped_not_english": 0,
             "not_stored_full": 0,
             "cache_faults": 0,
             "errors": 0,
@@ -81,6 +82,7 @@ class Metrics:
         skipped = c.reason in BUSY_REASONS
         full = c.reason == CACHE_FULL  # the store refused the answer for want of memory (docs/operations.md)
         long = c.reason == TOO_LONG  # a text longer than the embedder reads: the exact tier only
+        foreign = c.reason == NOT_ENGLISH  # a question in another language: the exact tier only
         fault = c.reason == CACHE_FAULT  # a bug of ours, logged with its traceback: worth an alarm
         saved = answer.saved_usage or Usage()
         dollars = self._prices.dollars(saved)
@@ -91,6 +93,7 @@ class Metrics:
                 self._counts[c.tier] += 1
             self._counts["lookup_skipped_busy"] += skipped
             self._counts["lookup_skipped_too_long"] += long
+            self._counts["lookup_skipped_not_english"] += foreign
             self._counts["not_stored_full"] += full
             self._counts["cache_faults"] += fault
             self._tokens_saved += saved.total_tokens
@@ -108,6 +111,7 @@ class Metrics:
                 "SemanticHit": (int(c.tier == "semantic"), "Count"),
                 "LookupSkippedBusy": (int(skipped), "Count"),
                 "LookupSkippedTooLong": (int(long), "Count"),
+                "LookupSkippedNotEnglish": (int(foreign), "Count"),
                 "NotStoredFull": (int(full), "Count"),
                 "CacheFault": (int(fault), "Count"),
                 "TokensSaved": (saved.total_tokens, "Count"),

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         250, ge=0, description="a request whose embedding would queue longer skips the semantic tier (LLM at once)"
     )
 
+    semantic_any_language: bool = Field(
+        False,
+        description="serve semantic hits to questions in any language; by default a question that looks Spanish, "
+        "French, German, Portuguese, Italian or Dutch is served only to an exact repeat (the matcher is English)",
+    )
     ttl_seconds: int = Field(7 * 86400, ge=1, le=MAX_TTL_SECONDS, description="default lifetime of an entry")
     matcher: Literal["verifier", "cosine"] = Field(
         "verifier", description="verifier: a trained model confirms each match; cosine: the similarity alone decides"

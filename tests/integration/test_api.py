@@ -141,6 +141,24 @@ def test_questions_differing_only_where_the_embedder_cannot_read_are_not_served_
         assert http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}").status_code == 200
 
 
+def test_a_question_in_another_language_is_served_only_to_an_exact_repeat(http: httpx.Client, unique: str) -> None:
+    # Through the real model and verifier: the swapped roles below were served at confidence 0.93 (the rules that
+    # catch them know English words only).
+    own = {"instructions": f"Answer plainly. ({unique})"}  # a scope of its own: no other test's entries in it
+    stored = "¿Cómo convertir una lista en una cadena en Python?"
+    first = query(http, stored, **own)
+    before = http.get("/v1/cache/stats").json()["lookup_skipped_not_english"]
+    swapped = query(http, "¿Cómo convertir una cadena en una lista en Python?", **own)
+    assert (swapped.headers["x-semcache"], swapped.json()["cache"]["reason"]) == (
+        "miss",
+        "not in English: served only to an exact repeat (the matcher is trained on English)",
+    )
+    assert http.get("/v1/cache/stats").json()["lookup_skipped_not_english"] == before + 1
+    assert query(http, stored, **own).headers["x-semcache-tier"] == "exact"
+    for response in (first, swapped):
+        assert http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}").status_code == 200
+
+
 def test_a_nearest_entry_ruled_out_as_another_question_makes_way_for_the_next(http: httpx.Client, unique: str) -> None:
     # On the real index: "in detail" is the nearest entry to "like I'm five", and is ruled out (another shape);
     # the lookup searches past it and serves "in simple terms".

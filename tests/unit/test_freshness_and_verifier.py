@@ -8,6 +8,7 @@ import pytest
 from semcache.adapters.memory_store import MemoryStore
 from semcache.core.fingerprint import normalize_text
 from semcache.core.freshness import FreshnessPolicy, is_volatile, quotes_dates_or_prices
+from semcache.core.language import looks_english
 from semcache.core.models import CacheControl, CacheMode, Message, Prompt
 from semcache.core.service import CacheService, Policy
 from semcache.core.verifier import LEXICAL_FEATURES, Verifier, lexical_features, veto, vetoed
@@ -76,6 +77,43 @@ def service(policy: Policy, llm: ScriptedLLM | None = None) -> CacheService:
 )
 def test_volatile_questions(question: str, volatile: bool) -> None:
     assert is_volatile(question) is volatile
+
+
+@pytest.mark.parametrize(
+    ("question", "english"),
+    [
+        ("How do I reverse a linked list in Python?", True),
+        ("python list comprehension", True),  # no function words: English, as most such queries are
+        ("What does 'de facto' mean?", True),
+        ("What is the meaning of 'je ne sais quoi'?", True),
+        ("Nominal GDP per capita growth to real GDP per capita growth?", False),  # the one of qqp/dev's 19,375
+        ("¿Cómo convertir una lista en una cadena en Python?", False),
+        ("Comment apprendre le piano rapidement ?", False),
+        ("Wie lerne ich schnell Deutsch?", False),
+        ("Como ordenar uma lista em ordem crescente?", False),
+        ("Hoe kan ik snel afvallen?", False),
+    ],
+)
+def test_questions_in_other_languages_are_told_from_english(question: str, english: bool) -> None:
+    assert looks_english(question) is english
+
+
+async def test_a_question_in_another_language_is_served_only_to_an_exact_repeat() -> None:
+    # The fake embedder reads the two as one bag of words, as the real matcher served them (roles swapped, 0.93)
+    stored, swapped = "como convertir una lista en una cadena", "como convertir una cadena en una lista"
+    svc = service(Policy(min_similarity=0.5))
+    first = await svc.answer(ask(stored), tenant="t")
+    assert first.cache.status == "miss"
+    other = await svc.answer(ask(swapped), tenant="t")
+    assert (other.cache.status, other.cache.reason) == (
+        "miss",
+        "not in English: served only to an exact repeat (the matcher is trained on English)",
+    )
+    assert (await svc.answer(ask(stored), tenant="t")).cache.tier == "exact"
+    # an operator who opts in gets the semantic tier for every language (entries stored since then have vectors)
+    anything = service(Policy(min_similarity=0.5, any_language=True))
+    await anything.answer(ask(stored), tenant="t")
+    assert (await anything.answer(ask(swapped), tenant="t")).cache.tier == "semantic"
 
 
 def test_dated_answers() -> None:

@@ -17,6 +17,7 @@ from semcache.core.errors import EmbedderError, StoreError, StoreFull, UpstreamE
 from semcache.core.fingerprint import entry_id as entry_id_of
 from semcache.core.fingerprint import normalize_text, scope_fingerprint
 from semcache.core.freshness import FreshnessPolicy, is_volatile
+from semcache.core.language import looks_english
 from semcache.core.models import (
     JSON,
     Answer,
@@ -40,6 +41,9 @@ EMBEDDER_BUSY = "embedder busy: semantic lookup skipped"
 STORED_LATER = "embedder busy: semantic lookup skipped, answer stored once the model is free"
 BUSY_REASONS = frozenset({EMBEDDER_BUSY, STORED_LATER})
 """The reasons of a miss whose semantic lookup was skipped for a busy embedder."""
+NOT_ENGLISH = "not in English: served only to an exact repeat (the matcher is trained on English)"
+"""The reason on a miss whose question looks to be in another language than English (semcache.core.language), unless
+Policy.any_language: it is not looked up by meaning, and its entry is stored without a vector."""
 TOO_LONG = "too long for a semantic match: served only to an exact repeat"
 """The reason on a miss whose text is longer than the embedder reads: a vector of the part it reads would stand for
 every text that begins the same way (the same document with another question after it), so such a text is never
@@ -107,6 +111,10 @@ class Policy:
     1.0 turns that off."""
     calibration_refresh_s: float = 30.0
     """How often a process re-reads a tenant's verdicts (others' verdicts reach it within this time)."""
+    any_language: bool = False
+    """Whether the semantic tier serves questions in any language. By default a question that looks Spanish,
+    French, German, Portuguese, Italian or Dutch (semcache.core.language) is served only to an exact repeat, and
+    stored without a vector: the matcher was trained and measured on English, and its rules know English words."""
     embed_wait_budget_s: float = 0.25
     """A request whose embedding would wait longer than this behind others' (a burst of new questions saturating
     the model) skips the semantic tier and goes to the LLM at once, as it would without a cache; its answer is
@@ -358,7 +366,7 @@ class CacheService:
             self._defer(asked.normalized, entry, ttl)
             return replace(answer, cache=CacheInfo(status="miss", reason=STORED_LATER, freshness=freshness))
         try:
-            if vector is None and note != TOO_LONG:
+            if vector is None and note not in (TOO_LONG, NOT_ENGLISH):
                 vector = await self._embed(asked.normalized, asked.tenant)  # None if too long (a refresh)
             await self._store.put(entry, vector, ttl)
         except StoreFull as exc:
@@ -466,6 +474,8 @@ class CacheService:
             # A paraphrase of a time-sensitive question may have been stored at another time: only the exact
             # question (stored with its short TTL) may be served.
             return None, None, VOLATILE
+        if not self._policy.any_language and not looks_english(normalized):
+            return None, None, NOT_ENGLISH
         vector = self._recent.get(asked.tenant, normalized)
         if vector is None:
             if self._embedder_busy():
