@@ -86,12 +86,17 @@ def test_volatile_questions(question: str, volatile: bool) -> None:
         ("python list comprehension", True),  # no function words: English, as most such queries are
         ("What does 'de facto' mean?", True),
         ("What is the meaning of 'je ne sais quoi'?", True),
-        ("Nominal GDP per capita growth to real GDP per capita growth?", False),  # the one of qqp/dev's 19,375
+        ("Nominal GDP per capita growth to real GDP per capita growth?", False),  # the one English of qqp's 145,407
+        ("If 3x + 9y = 7x + y. then 8y=?", True),  # "y" is Spanish "and" too: single letters do not count
         ("¿Cómo convertir una lista en una cadena en Python?", False),
         ("Comment apprendre le piano rapidement ?", False),
         ("Wie lerne ich schnell Deutsch?", False),
         ("Como ordenar uma lista em ordem crescente?", False),
         ("Hoe kan ik snel afvallen?", False),
+        ("Как перевести строку в число в Python?", False),  # mostly another script
+        ("什么是机器学习?", False),
+        ("How do I type 😀 on a Mac?", True),
+        ("What does 呵呵 mean in Chinese internet slang?", True),
     ],
 )
 def test_questions_in_other_languages_are_told_from_english(question: str, english: bool) -> None:
