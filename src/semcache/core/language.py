@@ -8,11 +8,11 @@ in another language is served only to an exact repeat (Policy.any_language opts 
 
 The test is a count of function words, which every sentence of a language uses and few of another's: a question is
 taken for another language's when more of its words are that language's function words than English ones, and at
-least two are. Questions with no function words ("python list comprehension") count as English. Of the 145,407
-distinct questions of qqp's three splits it takes three for another language: one English ("...GDP per capita
-growth...": "per" is Italian) and two mostly in Arabic or Devanagari; of GPTCache's 1,998 statements none. Text mostly in another script (Cyrillic, Greek, Arabic, Chinese...) is not
-English either; with Policy.any_language such text is still guarded by what the embedder cannot read
-(Embedder.unread).
+least two are. Questions with no function words ("python list comprehension") count as English. Text mostly in
+another script (Cyrillic, Greek, Arabic, Chinese...) is not English either; with Policy.any_language such text is
+still guarded by what the embedder cannot read (Embedder.unread). Of the 145,407 distinct questions of qqp's three
+splits it takes three for another language: one English ("...GDP per capita growth...": "per" is Italian) and two
+mostly in Arabic or Devanagari; of GPTCache's 1,998 statements none.
 """
 
 from __future__ import annotations
