@@ -115,6 +115,13 @@ async def test_a_question_in_another_language_is_served_only_to_an_exact_repeat(
         "not in English: served only to an exact repeat (the matcher is trained on English)",
     )
     assert (await svc.answer(ask(stored), tenant="t")).cache.tier == "exact"
+    # stored without a vector, even by a refresh: never another question's candidate either
+    store = MemoryStore()
+    svc = CacheService(embedder=BagOfWordsEmbedder(), store=store, llm=ScriptedLLM(), policy=Policy())
+    refreshed = await svc.answer(ask(stored), CacheControl(mode=CacheMode.REFRESH), tenant="t")
+    kept = await store.get_with_vector(str(refreshed.cache.entry_id))
+    assert kept is not None
+    assert kept[1] is None
     # an operator who opts in gets the semantic tier for every language (entries stored since then have vectors)
     anything = service(Policy(min_similarity=0.5, any_language=True))
     await anything.answer(ask(stored), tenant="t")

@@ -172,6 +172,11 @@ class _Asked:
     on_event: EventSink | None = None
 
     @functools.cached_property
+    def english(self) -> bool:
+        """Whether the question looks English (semcache.core.language), on the normalised text as volatile."""
+        return looks_english(self.normalized)
+
+    @functools.cached_property
     def volatile(self) -> bool:
         """Whether the answer depends on when it is asked: judged on the normalised text, since the lookup and the
         store must agree and the exact tier keys on that text; once, and only when needed (not for an exact hit).
@@ -366,7 +371,7 @@ class CacheService:
             self._defer(asked.normalized, entry, ttl)
             return replace(answer, cache=CacheInfo(status="miss", reason=STORED_LATER, freshness=freshness))
         try:
-            if vector is None and note not in (TOO_LONG, NOT_ENGLISH):
+            if vector is None and note != TOO_LONG and self._looked_up_by_meaning(asked):
                 vector = await self._embed(asked.normalized, asked.tenant)  # None if too long (a refresh)
             await self._store.put(entry, vector, ttl)
         except StoreFull as exc:
@@ -474,7 +479,7 @@ class CacheService:
             # A paraphrase of a time-sensitive question may have been stored at another time: only the exact
             # question (stored with its short TTL) may be served.
             return None, None, VOLATILE
-        if not self._policy.any_language and not looks_english(normalized):
+        if not self._looked_up_by_meaning(asked):
             return None, None, NOT_ENGLISH
         vector = self._recent.get(asked.tenant, normalized)
         if vector is None:
@@ -553,6 +558,11 @@ class CacheService:
         if why is None and confidences:  # the nearest within reach, neither ruled out nor marked: judged unlike
             why = f"nearest stored question judged another question (confidence {confidences[0]:.3f} < {threshold:g})"
         return None, ruled_out, why
+
+    def _looked_up_by_meaning(self, asked: _Asked) -> bool:
+        """Whether asked's language is one the semantic tier serves (else its entry is stored without a vector, a
+        refresh's included, so that it is never another question's candidate either)."""
+        return self._policy.any_language or asked.english
 
     def _floor(self, control: CacheControl) -> float:
         return control.min_similarity or self._policy.min_similarity
