@@ -111,51 +111,52 @@ def test_the_same_words_asking_for_another_answer_miss_where_a_paraphrase_hits(
         assert http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}").status_code == 200
 
 
-@pytest.mark.parametrize(
-    ("stored", "asked", "paraphrase"),
-    [
-        # "What is machine learning?" / "What is deep learning?": all-MiniLM-L6-v2 reads 学 and the question mark,
-        # nothing else of either (cosine 1.0); the verifier served the first's answer to the second at confidence 0.89.
-        ("什么是机器学习?", "什么是深度学习?", None),
-        # Emoji are unknown tokens too: the two questions were the same vector.
-        ("How do I type 😀 on a Mac?", "How do I type 😂 on a Mac?", "How can I type 😀 on a Mac?"),
-        # Cyrillic is read letter by letter: "convert a string to a number" / "a number to a string", served at 0.99
-        ("Как перевести строку в число в Python?", "Как перевести число в строку в Python?", None),
-    ],
-)
 def test_questions_differing_only_where_the_embedder_cannot_read_are_not_served_for_each_other(
-    http: httpx.Client, unique: str, stored: str, asked: str, paraphrase: str | None
+    http: httpx.Client, unique: str
 ) -> None:
+    # Emoji are unknown tokens to all-MiniLM-L6-v2: the two questions were the same vector, and served each other's
+    # answers. (Chinese and Cyrillic questions, which the rule covers too, are not English: see below, and
+    # tests/integration/test_cli.py for the rule on them.)
     own = {"instructions": f"Answer plainly. ({unique})"}  # a scope of its own: no other test's entries in it
+    stored = "How do I type 😀 on a Mac?"
     first = query(http, stored, **own)
     before = http.get("/v1/cache/stats").json()["ruled_out"]
-    missed = query(http, asked, **own)
+    missed = query(http, "How do I type 😂 on a Mac?", **own)
     assert missed.headers["x-semcache"] == "miss"
     assert missed.json()["cache"]["reason"].startswith("nearest stored question ruled out (unread): ")
     after = http.get("/v1/cache/stats").json()["ruled_out"]
     assert after["unread"] == before["unread"] + 1
-    if paraphrase is not None:  # what it does read still matches: the same unknown parts, other words around them
-        hit = query(http, paraphrase, **own)
-        assert (hit.headers["x-semcache-tier"], hit.json()["cache"]["matched_query"]) == ("semantic", stored)
+    # What it does read still matches: the same unknown parts, other words around them
+    hit = query(http, "How can I type 😀 on a Mac?", **own)
+    assert (hit.headers["x-semcache-tier"], hit.json()["cache"]["matched_query"]) == ("semantic", stored)
     for response in (first, missed):
         assert http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}").status_code == 200
 
 
-def test_a_question_in_another_language_is_served_only_to_an_exact_repeat(http: httpx.Client, unique: str) -> None:
-    # Through the real model and verifier: the swapped roles below were served at confidence 0.93 (the rules that
-    # catch them know English words only).
+@pytest.mark.parametrize(
+    ("stored", "swapped"),
+    [
+        # Through the real model and verifier these were served at confidence 0.93 and 0.99: the rules that catch
+        # swapped roles know English words only, and Cyrillic is read letter by letter.
+        ("¿Cómo convertir una lista en una cadena en Python?", "¿Cómo convertir una cadena en una lista en Python?"),
+        ("Как перевести строку в число в Python?", "Как перевести число в строку в Python?"),
+        ("什么是机器学习?", "什么是深度学习?"),  # machine / deep learning: the same vector (cosine 1.0), served at 0.89
+    ],
+)
+def test_a_question_in_another_language_is_served_only_to_an_exact_repeat(
+    http: httpx.Client, unique: str, stored: str, swapped: str
+) -> None:
     own = {"instructions": f"Answer plainly. ({unique})"}  # a scope of its own: no other test's entries in it
-    stored = "¿Cómo convertir una lista en una cadena en Python?"
     first = query(http, stored, **own)
     before = http.get("/v1/cache/stats").json()["lookup_skipped_not_english"]
-    swapped = query(http, "¿Cómo convertir una cadena en una lista en Python?", **own)
-    assert (swapped.headers["x-semcache"], swapped.json()["cache"]["reason"]) == (
+    other = query(http, swapped, **own)
+    assert (other.headers["x-semcache"], other.json()["cache"]["reason"]) == (
         "miss",
         "not in English: served only to an exact repeat (the matcher is trained on English)",
     )
     assert http.get("/v1/cache/stats").json()["lookup_skipped_not_english"] == before + 1
     assert query(http, stored, **own).headers["x-semcache-tier"] == "exact"
-    for response in (first, swapped):
+    for response in (first, other):
         assert http.delete(f"/v1/cache/entries/{response.headers['x-semcache-entry']}").status_code == 200
 
 

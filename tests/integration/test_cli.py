@@ -38,8 +38,8 @@ def test_create_index_reports_an_unreachable_server(model_dir: Path) -> None:
     assert "redis FT.CREATE failed" in result.stderr
 
 
-def explain(model_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SEMCACHE_MODEL_DIR": str(model_dir)}
+def explain(model_dir: Path, *args: str, stdin: str = "", **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SEMCACHE_MODEL_DIR": str(model_dir), **settings}
     return subprocess.run(
         [sys.executable, "-m", "semcache.cli", "explain", *args],
         env=env, input=stdin, capture_output=True, text=True, check=False,
@@ -75,6 +75,28 @@ def test_explain_gives_the_services_verdict_and_the_figures_behind_it(model_dir:
     assert volatile["reason"] == "time-sensitive question: served only to an exact repeat"
     assert volatile["freshness"] == {"stored": "volatile", "asked": "volatile"}
     assert volatile["confidence"] >= volatile["threshold"]
+
+
+def test_with_every_language_served_the_unread_rule_keeps_unreadable_questions_apart(model_dir: Path) -> None:
+    pairs = [
+        # machine / deep learning: the same six unknown tokens around the same character to the model (cosine 1.0)
+        {"stored": "什么是机器学习?", "asked": "什么是深度学习?"},
+        # Cyrillic, read letter by letter: "convert a string to a number" / "a number to a string" (cosine 0.996)
+        {"stored": "Как перевести строку в число в Python?", "asked": "Как перевести число в строку в Python?"},
+        {"stored": "¿Cómo aprendo a programar en Python?", "asked": "¿Cómo puedo aprender a programar en Python?"},
+    ]
+    result = explain(
+        model_dir, "--pairs", "-", stdin="\n".join(json.dumps(p) for p in pairs), SEMCACHE_SEMANTIC_ANY_LANGUAGE="true"
+    )
+    assert result.returncode == 0, result.stderr
+    chinese, russian, spanish = map(json.loads, result.stdout.splitlines())
+    for ruled_out in (chinese, russian):
+        assert (ruled_out["served"], ruled_out["rule"]) == (False, "unread")
+        assert ruled_out["cosine"] > 0.99
+        assert ruled_out["confidence"] >= ruled_out["threshold"]  # the networks alone would serve it
+    assert (spanish["served"], spanish["tier"]) == (True, "semantic")  # opted in: other languages are matched
+    by_default = explain(model_dir, "--pairs", "-", stdin=json.dumps(pairs[2]))
+    assert json.loads(by_default.stdout)["reason"].startswith("not in English: served only to an exact repeat")
 
 
 def test_explain_refuses_unclear_input(model_dir: Path, tmp_path: Path) -> None:
