@@ -83,6 +83,12 @@ SIMPLE_TERMS, IN_DETAIL = "Explain quantum computing in simple terms", "Explain 
             "roles",
         ),
         (SIMPLE_TERMS, "Explain quantum computing like I'm five", IN_DETAIL, "shape"),
+        (  # served at 0.91 before the operators rule (the networks' words hold no symbols)
+            "Solve x^2 + 5x + 6 = 0",
+            "Find the roots of x^2 + 5x + 6 = 0",
+            "Solve x^2 - 5x + 6 = 0",
+            "operators",
+        ),
         (  # served at 0.80 before the data rule
             "Summarize: The meeting covered the budget, the hiring plan and the new office.",
             "Summarize the following: The meeting covered the budget, the hiring plan and the new office.",

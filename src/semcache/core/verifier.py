@@ -246,6 +246,29 @@ def _as_data(span: str) -> str:
     return span.lower().rstrip(".!?, ") if _PLAIN.fullmatch(span) else span
 
 
+_OPERATOR_CHARS = frozenset("+-*/=<>^%!&|~#$€£¥₹\u00d7÷\u2212±≠≈≤≥√∑∫∞∂")  # with the times and minus signs
+_OPERATOR_RUN = re.compile("[" + re.escape("".join(sorted(_OPERATOR_CHARS))) + "]+")
+
+
+def _operators(text: str) -> frozenset[str]:
+    """The runs of operator characters that sit in a formula or code: next to a number ("5 + 3", "x^2",
+    "$100", "15%"), next to a one-letter name ("C++", "C#", "n+1", "++i"), or alone between spaces ("a * b").
+    Not those between longer words, which are prose ("and/or", "e-mail", "boyfriend/girlfriend"), nor an
+    exclamation mark after one."""
+    runs = []
+    for m in _OPERATOR_RUN.finditer(text):
+        before, after = text[m.start() - 1 : m.start()], text[m.end() : m.end() + 1]
+        if (
+            before.isdigit()
+            or after.isdigit()
+            or ((not before or before.isspace()) and (not after or after.isspace()))
+            or (before.isalpha() and not text[m.start() - 2 : m.start() - 1].isalnum())
+            or (after.isalpha() and not text[m.end() + 1 : m.end() + 2].isalnum())
+        ):
+            runs.append(m.group())
+    return frozenset(runs)
+
+
 def _worded(digits: frozenset[str], tokens: list[str]) -> frozenset[str]:
     """digits and the numbers the words name, in digits (see _NUMBER_WORDS)."""
     if _NUMBER_WORDS.keys().isdisjoint(tokens):
@@ -360,6 +383,8 @@ class TextProfile:
     """Whom it asks the answer to be for: "a high school student", "beginners" (see _AUDIENCE)."""
     data: frozenset[str]
     """The data it hands over to be worked on, exactly as written (see _data)."""
+    operators: frozenset[str]
+    """Its operators and symbols in a formula or code (see _operators)."""
 
 
 def _profile(text: str) -> TextProfile:
@@ -389,6 +414,7 @@ def _profile(text: str) -> TextProfile:
         data=_data(text, words)
         if _DATA_MARKS.intersection(text) or not _PHRASE_CUES.isdisjoint(words)
         else frozenset(),
+        operators=_operators(text) if _OPERATOR_CHARS.intersection(text) else frozenset(),
     )
 
 
@@ -482,6 +508,14 @@ def _reshaped(q: TextProfile, c: TextProfile) -> bool:
     )
 
 
+def _operators_differ(q: TextProfile, c: TextProfile) -> bool:
+    """True if both texts hold operators or symbols of a formula or code, and not the same ones:
+    "Solve x^2 + 5x + 6 = 0" and "Solve x^2 - 5x + 6 = 0" (served at 0.91 before the rule: the networks' words
+    hold no symbols), "What is 2+2?" and "What is 2*2?", "C++" and "C#", "$100" and "€100". One side only
+    ("15%", "15 percent") is left to the networks."""
+    return q.operators != c.operators and bool(q.operators) and bool(c.operators)
+
+
 def _numbers_differ(q: TextProfile, c: TextProfile) -> bool:
     """True if both texts name numbers and not the same ones: "top 5" and "top 10", "the second highest" and "the
     third highest", "3 reasons" and "5 reasons" ("3" and "three" are the same). A number on one side only ("How do I
@@ -500,6 +534,7 @@ def _other_data(q: TextProfile, c: TextProfile) -> bool:
 
 _RULES = (  # name, test, and what it says of a stored question it rules out
     ("numbers", _numbers_differ, "it names other numbers"),
+    ("operators", _operators_differ, "its formula or code has other operators"),
     ("roles", _swapped, "its words play other roles"),
     ("opposites", _opposed, "it asks the opposite, or a sibling (time / space, create / activate)"),
     ("shape", _reshaped, "it asks for another kind of answer"),
