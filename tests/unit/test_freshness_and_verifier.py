@@ -559,6 +559,13 @@ def test_formulas_and_code_with_other_operators_are_never_served(query: str, can
         # a yes/no question turned round: its answer opens with the verdict, which would read the wrong way round
         ("Is coffee good for your heart?", "Is coffee bad for your heart?", "opposites"),
         ("Is it legal to carry a knife in the UK?", "Is it illegal to carry a knife in the UK?", "opposites"),
+        # session 19, from a probe of programming questions (0.70 for the first)
+        (
+            "How do I run a Docker container in the background?",
+            "How do I run a Docker container in the foreground?",
+            "opposites",
+        ),
+        ("How do I delete a local branch in git?", "How do I delete a remote branch in git?", "opposites"),
         ("How hard is it to learn Python?", "How easy is it to learn Python?", None),  # how much of it: the same
         # more than the opposites differs: left to the networks
         ("What is the least painful way to quit?", "What is the most painless way to quit?", None),
