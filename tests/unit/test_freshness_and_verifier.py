@@ -402,6 +402,9 @@ def test_scoring_candidates_together_equals_scoring_each() -> None:
         ("How long does it take to fly from London to Paris?", "How long does it take to fly from Paris to London?"),
         ("Do you believe in life after death?", "Do you believe in death after life?"),
         ("Which reagent converts ethanol into ethanoic acid?", "Which reagent converts ethanoic acid to ethanol?"),
+        # session 19: in a count, "in" gives roles (served at 0.81), units singular or plural
+        ("How many cups are in a liter?", "How many liters are in a cup?"),
+        ("How many ounces in a pound?", "How many pounds are in one ounce?"),
     ],
 )
 def test_the_same_words_in_swapped_roles_are_never_served(query: str, candidate: str) -> None:
@@ -426,6 +429,8 @@ def test_the_same_words_in_swapped_roles_are_never_served(query: str, candidate:
         ("Can the receiving end current be greater than the sending end current?",
          "Can the sending end current be smaller than the receiving end current?"),  # the comparison turned round
         ("What is the best way to learn to code?", "How do I learn to code?"),
+        ("How many people live in New York?", "How many people in New York live there?"),
+        ("How many cups are in a liter?", "How many cups does a liter hold?"),
     ],
 )  # fmt: skip
 def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candidate: str) -> None:

@@ -310,12 +310,14 @@ def _roles(tokens: list[str]) -> Roles:
     """(word, the word before it, the content words nearest before it, those nearest after it) for each directional
     word the text uses once (so the two sides are unambiguous), or "to" after a "from". A word found on both sides
     tells nothing and is left out; so is a relation that reads the same both ways round."""
-    if _DIRECTIONAL.isdisjoint(tokens) and _SAME_DIRECTION.keys().isdisjoint(tokens):
+    # "How many cups are in a liter?" is not "How many liters are in a cup?": in a count, "in" gives roles too
+    directional = _DIRECTIONAL | {"in"} if tokens[:2] in (["how", "many"], ["how", "much"]) else _DIRECTIONAL
+    if directional.isdisjoint(tokens) and _SAME_DIRECTION.keys().isdisjoint(tokens):
         return ()
     tokens = [_SAME_DIRECTION.get(t, t) for t in tokens]
     at: dict[str, list[int]] = {}
     for i, t in enumerate(tokens):
-        if t in _DIRECTIONAL and not (t == "to" and i > 0 and tokens[i - 1] in _INFINITIVE_BEFORE):
+        if t in directional and not (t == "to" and i > 0 and tokens[i - 1] in _INFINITIVE_BEFORE):
             at.setdefault(t, []).append(i)
     if len(at.get("to", ())) > 1 and len(at.get("from", ())) == 1:
         # "how long does it take to fly from London to Paris": the "to" of "from ... to" is the direction
@@ -331,12 +333,19 @@ def _roles(tokens: list[str]) -> Roles:
         previous = tokens[i - 1] if i > 0 else ""
         before = [t for t in tokens[:i] if t not in _STOP]
         after = [t for t in tokens[i + 1 :] if t not in _STOP]
+        if word == "in":  # a count's units: "cups" in one question is "cup" in the other
+            before, after = [_singular(t) for t in before], [_singular(t) for t in after]
         both = set(before) & set(after)
         before = [t for t in before if t not in both][-_SIDE_WORDS:]
         after = [t for t in after if t not in both][:_SIDE_WORDS]
         if before and after:
             roles.append((word, previous, frozenset(before), frozenset(after)))
     return tuple(roles)
+
+
+def _singular(word: str) -> str:
+    """A plural's "s" off, crudely ("cups" and "cup", "liters" and "liter" play the same role)."""
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
 def _traded(q: TextProfile, c: TextProfile) -> Iterator[tuple[str, str, str]]:
