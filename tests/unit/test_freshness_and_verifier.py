@@ -97,6 +97,8 @@ def test_volatile_questions(question: str, volatile: bool) -> None:
         ("什么是机器学习?", False),
         ("How do I type 😀 on a Mac?", True),
         ("What does 呵呵 mean in Chinese internet slang?", True),
+        ("Translate 'la casa es grande' into English", True),  # what is quoted is data, not the question's language
+        ("¿Qué significa 'hello' en español?", False),
     ],
 )
 def test_questions_in_other_languages_are_told_from_english(question: str, english: bool) -> None:

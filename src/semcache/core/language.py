@@ -59,15 +59,21 @@ _LATIN_END = 0x24F
 """The last code point of the Latin scripts (Basic Latin to Latin Extended-B)."""
 
 
+# Quoted text is the data of the question, not its language: "Translate 'la casa es grande' into English".
+_QUOTED = re.compile(r""""[^"]*"|“[^”]*”|‘[^’]*’|`[^`]*`|(?<!\w)'[^']*'(?!\w)""")
+
+
 def looks_english(text: str) -> bool:
     """False if most of text's letters are of another script than Latin (Cyrillic, Greek, Chinese...), or if more
-    of its words are function words of Spanish, French, German, Portuguese, Italian or Dutch than English ones (and
-    at least two are); True otherwise, text without function words included."""
+    of its words outside quotes are function words of Spanish, French, German, Portuguese, Italian or Dutch than
+    English ones (and at least two are); True otherwise, text without function words included."""
     if not text.isascii():
         letters = [c for c in text if c.isalpha()]
         if sum(ord(c) > _LATIN_END for c in letters) * 2 > len(letters):
             return False
     counts = [0] * (1 + len(_OTHERS))
+    if any(q in text for q in "\"'“‘`"):
+        text = _QUOTED.sub(" ", text)
     for word in _WORD.findall(text.lower()):
         for i in _LANGUAGES.get(word, ()):
             counts[i] += 1
