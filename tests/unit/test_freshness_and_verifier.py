@@ -60,6 +60,9 @@ def service(policy: Policy, llm: ScriptedLLM | None = None) -> CacheService:
         ("Who was the richest person in history?", False),
         ("How many followers did Jesus have?", False),
         ("How much is too much water?", False),
+        ("What is Apple worth?", True),  # session 19: as "how much is X worth"
+        ("What is worth doing in Paris?", False),
+        ("What is it worth it to learn Latin?", False),
         # session 19: other languages (none was detected before), and their words that are not time words
         ("¿Qué tiempo hace hoy en Sevilla?", True),
         ("Quel est le cours du bitcoin ?", True),
