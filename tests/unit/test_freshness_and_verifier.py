@@ -61,6 +61,10 @@ def service(policy: Policy, llm: ScriptedLLM | None = None) -> CacheService:
         ("How many followers did Jesus have?", False),
         ("How much is too much water?", False),
         ("What is Apple worth?", True),  # session 19: as "how much is X worth"
+        ("Is the stock market open?", True),  # and whether a place is open or closed, as whether a service is down
+        ("Are banks closed?", True),
+        ("Is Linux open source?", False),
+        ("Is the Louvre open on Mondays?", False),
         ("What is worth doing in Paris?", False),
         ("What is it worth it to learn Latin?", False),
         # session 19: other languages (none was detected before), and their words that are not time words

@@ -36,7 +36,7 @@ _VOLATILE_QUESTION = re.compile(
         |news\s+(today|about|on|headlines|stories)|(latest|top|breaking)\s+news|in\s+the\s+news|headlines
         |(who|what)\s+is\s+the\s+(current\s+)?{_OFFICE}|who\s+is\s+the\s+pope
         |(what|which)\s+(day|date|month|year)\s+is\s+(it|today)|what\s+time\s+is\s+it|how\s+old\s+is
-        |in\s+\d+\s+(days|hours|minutes)|^(is|are)\s+(\w+\s+){{1,3}}down(?=(\s+(right\s+now|today))?\W*$)
+        |in\s+\d+\s+(days|hours|minutes)|^(is|are)\s+(\w+\s+){{1,3}}(down|open|closed)(?=(\s+(right\s+now|today))?\W*$)
         |how\s+much\s+(is|are)\s+(\w+\s+){{1,3}}worth|what('s|\s+is|\s+are)\s+(\w+\s+){{1,3}}worth(?!\s+(it|the))|(who|which|what)\s+is\s+the\s+(richest|wealthiest)
         |how\s+many\s+(subscribers|followers|views|likes|downloads|users|members)\s+(does|do|has|have)
     )\b""",
