@@ -463,6 +463,10 @@ def test_reordered_words_that_keep_their_roles_are_not_vetoed(query: str, candid
         ("Explain quantum computing like I'm five", "Explain quantum computing in simple terms", None),
         ("What are the five best movies of all time?", "What are the best movies of all time?", None),
         ("What are the 5 best movies of all time?", "What are the best movies of all time?", None),
+        # ...unless the other side names what is counted once (session 19: served at 0.91)
+        ("How do I undo the last commit?", "How do I undo the last two commits?", "numbers"),
+        ("What is the best movie of all time?", "What are the top 10 movies of all time?", "numbers"),
+        ("Who won the 2016 election?", "Who won the election?", None),  # a year counts nothing
         # not counts: "one", "first", and "second" as a unit of time or in "second-hand"
         ("What is one of the best books on Go?", "What is a good book on Go?", None),
         ("What should I do on a first date?", "What should I do on a date?", None),

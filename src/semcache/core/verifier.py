@@ -281,6 +281,19 @@ def _worded(digits: frozenset[str], tokens: list[str]) -> frozenset[str]:
     return frozenset(found)
 
 
+def _counted_nouns(tokens: list[str]) -> frozenset[str]:
+    """The plural nouns right after a count of two or more (2 to 999 in digits, or in words; not a year), singular
+    (see _singular)."""
+    return frozenset(
+        _singular(noun)
+        for number, noun in itertools.pairwise(tokens)
+        if ((number.isdigit() and 2 <= int(number) < 1000) or number in _NUMBER_WORDS)
+        and len(noun) > 3
+        and noun.endswith("s")
+        and noun not in _STOP
+    )
+
+
 def _powers(text: str) -> frozenset[str]:
     """The superscripts (exponents, charges) as numbers of their own for the numbers rule: "10²" names 10 and ^2, so
     it is not "10³" (^3) nor "102"; "Na⁺" is not "Na⁻". (The networks' features see digits only, as trained.)"""
@@ -377,6 +390,8 @@ class TextProfile:
     """The numbers written in digits (what the networks were trained on)."""
     counted: frozenset[str]
     """numbers, and those written as words ("three", "second"), in digits: what the numbers rule compares."""
+    counted_nouns: frozenset[str]
+    """What a count of two or more counts, singular: "commit" in "the last two commits", "row" in "5 rows"."""
     names: frozenset[str]
     negated: bool
     question_word: str | None
@@ -408,6 +423,7 @@ def _profile(text: str) -> TextProfile:
         content=words - _STOP,
         numbers=digits,
         counted=_worded(digits, tokens) | _powers(text),
+        counted_nouns=_counted_nouns(tokens) if digits or not _NUMBER_WORDS.keys().isdisjoint(tokens) else frozenset(),
         names=frozenset(w.lower() for w in _CAPITALISED.findall(text[1:])),
         negated=_negated(tokens),
         question_word=_question_word(tokens),
@@ -531,7 +547,10 @@ def _numbers_differ(q: TextProfile, c: TextProfile) -> bool:
     lose 10 pounds?", "How do I lose weight?") is left to the networks, which weigh it (a number on one side is one
     of their features): of those the one-sided veto took on qqp/dev they serve 59, 57 of them labelled duplicates
     (docs/quality.md)."""
-    return q.counted != c.counted and bool(q.counted) and bool(c.counted)
+    if q.counted and c.counted:
+        return q.counted != c.counted
+    # One side counts what the other names once: "How do I undo the last two commits?" / "...the last commit?"
+    return bool(q.counted_nouns & c.words) or bool(c.counted_nouns & q.words)
 
 
 def _other_data(q: TextProfile, c: TextProfile) -> bool:
