@@ -113,8 +113,9 @@ class Policy:
     """How often a process re-reads a tenant's verdicts (others' verdicts reach it within this time)."""
     any_language: bool = False
     """Whether the semantic tier serves questions in any language. By default a question that looks Spanish,
-    French, German, Portuguese, Italian or Dutch (semcache.core.language) is served only to an exact repeat, and
-    stored without a vector: the matcher was trained and measured on English, and its rules know English words."""
+    French, German, Portuguese, Italian or Dutch, or is mostly in another script (semcache.core.language), is served
+    only to an exact repeat, and stored without a vector: the matcher was trained and measured on English, and its
+    rules know English words."""
     embed_wait_budget_s: float = 0.25
     """A request whose embedding would wait longer than this behind others' (a burst of new questions saturating
     the model) skips the semantic tier and goes to the LLM at once, as it would without a cache; its answer is
@@ -519,14 +520,7 @@ class CacheService:
         verifier = self._policy.verifier
         texts = [normalize_text(m.entry.query) for m in near]
         unread = self._embedder.unread(asked.normalized)
-        vetoes = [
-            UNREAD
-            if unread_differ(unread, self._embedder.unread(text))
-            else veto(asked.normalized, text)
-            if verifier is not None
-            else None
-            for text in texts
-        ]
+        vetoes = [self._rule_against(asked.normalized, unread, text) for text in texts]
         if until_numbers and "numbers" in vetoes:
             cut = vetoes.index("numbers")
             near, texts, vetoes = near[:cut], texts[:cut], vetoes[:cut]
@@ -558,6 +552,13 @@ class CacheService:
         if why is None and confidences:  # the nearest within reach, neither ruled out nor marked: judged unlike
             why = f"nearest stored question judged another question (confidence {confidences[0]:.3f} < {threshold:g})"
         return None, ruled_out, why
+
+    def _rule_against(self, asked: str, unread: tuple[str, ...], stored: str) -> str | None:
+        """The rule that rules stored out for asked (whose unread parts are given), if one does: UNREAD, else one of
+        the verifier's (none without a verifier)."""
+        if unread_differ(unread, self._embedder.unread(stored)):
+            return UNREAD
+        return veto(asked, stored) if self._policy.verifier is not None else None
 
     def _looked_up_by_meaning(self, asked: _Asked) -> bool:
         """Whether asked's language is one the semantic tier serves (else its entry is stored without a vector, a
