@@ -4,6 +4,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from semcache.adapters.memory_store import MemoryStore
 from semcache.core.fingerprint import normalize_text
@@ -11,7 +13,7 @@ from semcache.core.freshness import FreshnessPolicy, is_volatile, quotes_dates_o
 from semcache.core.language import looks_english
 from semcache.core.models import CacheControl, CacheMode, Message, Prompt
 from semcache.core.service import CacheService, Policy
-from semcache.core.verifier import LEXICAL_FEATURES, Verifier, lexical_features, veto, vetoed
+from semcache.core.verifier import LEXICAL_FEATURES, RULES, Verifier, lexical_features, veto, vetoed
 from tests.fakes import BagOfWordsEmbedder, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -786,3 +788,15 @@ async def test_a_time_sensitive_question_says_only_an_exact_repeat_is_served() -
     got = await svc.answer(ask("what is the weather like in paris today"), tenant="t")
     assert got.cache.status == "miss"
     assert got.cache.reason == "time-sensitive question: served only to an exact repeat"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200), st.text(max_size=200))
+def test_the_rules_judge_any_text_without_failing(a: str, b: str) -> None:
+    # Any Unicode (other scripts, symbols, controls): a rule that raised would cost the request its cache lookup
+    a, b = normalize_text(a), normalize_text(b)
+    assert isinstance(looks_english(a), bool)
+    assert isinstance(is_volatile(a), bool)
+    assert isinstance(quotes_dates_or_prices(a), bool)
+    assert veto(a, b) in (None, *RULES)
+    assert veto(a, a) is None  # a text is never ruled out for itself

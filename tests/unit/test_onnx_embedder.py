@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from semcache.adapters import onnx_embedder
 from semcache.adapters.onnx_embedder import OnnxEmbedder
@@ -73,6 +75,17 @@ def test_unread_names_what_the_model_maps_to_its_unknown_token(model_dir: Path) 
     word = "x" * 101  # WordPiece gives up on a word of more than 100 characters, ASCII or not
     assert embedder.unread(f"What does {word} mean?") == (word,)
     assert embedder.unread(f"What does {word[:100]} mean?") == ()
+
+
+def test_unread_reads_any_text_without_failing(model_dir: Path) -> None:
+    embedder = make(model_dir)
+
+    @settings(max_examples=300, deadline=None)
+    @given(text=st.text(max_size=300))
+    def reads(text: str) -> None:
+        assert all(isinstance(part, str) and part for part in embedder.unread(text))
+
+    reads()
 
 
 def key(model_dir: Path, threads: int = 1) -> tuple[str, str, int]:
