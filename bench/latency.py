@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gzip
 import itertools
 import json
@@ -52,7 +53,7 @@ from _common import (
 )
 
 from semcache.adapters.onnx_embedder import OnnxEmbedder
-from semcache.adapters.redis_store import RedisStore
+from semcache.adapters.redis_store import RedisStore, _knn_command, _parse_knn
 from semcache.core.fingerprint import entry_id, normalize_text, scope_fingerprint
 from semcache.core.models import Answer
 from semcache.core.service import BUSY_REASONS, STORED_LATER, CacheService, Policy
@@ -110,7 +111,7 @@ async def _throughput(
     is known about it)."""
     done = 0
     deadline = time.perf_counter() + seconds
-    missed: list[tuple[dict[str, str], str, Answer]] = []
+    missed: list[tuple[dict[str, str], str, Answer, str]] = []
 
     async def worker(offset: int) -> None:
         nonlocal done
@@ -120,7 +121,7 @@ async def _throughput(
             text = _unique(p["similar"])
             a = await svc.answer(ask(text), tenant=tenant)
             if a.cache.tier != "semantic":
-                missed.append((p, text, a))
+                missed.append((p, text, a, await _at_miss(svc, tenant, text)))
             done += 1
             i += 1
 
@@ -132,15 +133,34 @@ async def _throughput(
     return rate
 
 
+async def _at_miss(svc: CacheService, tenant: str, text: str) -> str:
+    """Right after a lookup that should have hit and did not, with the load still running: the KNN plan state of its
+    scope (the store's PlanChooser, read from outside: a measurement) and what the scope's 3 nearest are by each
+    plan, searched again at once. Session 19 saw the session 14 miss (its nearest at cosine 0.283) once more."""
+    store = cast(RedisStore, svc.store)
+    scope = scope_fingerprint(ask(text), tenant=tenant, embedder_id=svc.embedder.id)
+    plans = store._plans
+    timings = plans._scopes.get(scope) if plans is not None else None
+    state = dataclasses.asdict(timings) if timings is not None else None
+    blob = np.asarray(svc.embedder.embed([normalize_text(text)])[0], dtype=np.float32).tobytes()
+    found = {}
+    for label, attributes in (("server", store._ef), ("batches", " HYBRID_POLICY BATCHES" + store._ef)):
+        reply = await store.client.execute_command(*_knn_command(store.index_name, scope, 3, blob, attributes))
+        found[label] = sorted(
+            ((round(1 - (dist or 0.0), 3), key[-8:]) for key, dist, _ in _parse_knn(reply)), reverse=True
+        )
+    return f"plan state then {state}; searched again: {found}"
+
+
 async def _diagnosis(
-    svc: CacheService, tenant: str, missed: list[tuple[dict[str, str], str, Answer]], done: int
+    svc: CacheService, tenant: str, missed: list[tuple[dict[str, str], str, Answer, str]], done: int
 ) -> str:
     """What is known of lookups that should have hit and did not (session 14 saw one, twice, and could not make it
     happen again): each one's cache info, its text's cosine with its stored question's now, whether that entry
     is still there, and what a search for it finds now, with no other request under way."""
     embedder, store = svc.embedder, cast(RedisStore, svc.store)
     lines = [f"{len(missed)} of {done} lookups were not semantic hits:"]
-    for p, text, a in missed[:5]:
+    for p, text, a, then in missed[:5]:
         asked, stored = embedder.embed([normalize_text(text), normalize_text(p["origin"])])
         scope = scope_fingerprint(ask(p["origin"]), tenant=tenant, embedder_id=embedder.id)
         entry = await store.get(entry_id(scope, normalize_text(p["origin"])))
@@ -148,7 +168,7 @@ async def _diagnosis(
         nearest = "; ".join(f"{m.similarity:.3f} {m.entry.query!r}" for m in found)
         lines.append(
             f"  {text!r}: {a.cache}; cosine with its stored question now {float(asked @ stored):.3f}; stored entry"
-            f" {'present' if entry is not None else 'GONE'}; nearest now: {nearest}"
+            f" {'present' if entry is not None else 'GONE'}; nearest now: {nearest}; at the miss: {then}"
         )
     return "\n".join(lines)
 
