@@ -586,6 +586,8 @@ def test_formulas_and_code_with_other_operators_are_never_served(query: str, can
             "opposites",
         ),
         ("How do I delete a local branch in git?", "How do I delete a remote branch in git?", "opposites"),
+        ("Suggest a name for a black cat", "Suggest a name for a white cat", "opposites"),  # 0.46: a margin only
+        ("Write a haiku about autumn", "Write a haiku about spring", "opposites"),  # seasons are siblings
         ("How hard is it to learn Python?", "How easy is it to learn Python?", None),  # how much of it: the same
         # more than the opposites differs: left to the networks
         ("What is the least painful way to quit?", "What is the most painless way to quit?", None),

@@ -113,7 +113,8 @@ _OPPOSITES = frozenset(
     stronger/weaker richer/poorer richest/poorest hotter/colder warmer/colder hottest/coldest easier/harder
     thicker/thinner wider/narrower taller/shorter tallest/shortest deeper/shallower closer/farther early/late
     earlier/later earliest/latest over/under expand/collapse maximize/minimize speed/slow synonym/antonym
-    synonyms/antonyms background/foreground local/remote""".split()
+    synonyms/antonyms background/foreground local/remote black/white spring/summer spring/autumn spring/fall
+    spring/winter summer/autumn summer/fall autumn/winter fall/winter""".split()
 )
 # Operations on a thing: two words of different groups are siblings as opposites are ("how to create a virtual
 # environment" and "...activate a virtual environment"; "check if a string contains a substring" and "...starts
