@@ -657,30 +657,49 @@ def test_a_request_the_llm_refuses_as_malformed_is_its_4xx_not_a_502(
 def test_input_items_besides_messages_are_forwarded_uncached(
     sdk: openai.OpenAI, fake_openai: FakeOpenAI, unique: str
 ) -> None:
-    # OpenAI's own way to go on with a reasoning model without stored state: pass its output back, reasoning item
-    # included, then the next question. And a tool's call with its output, as an agent loop sends them. The LLM
-    # reads these items; the cache cannot judge them: answered (before session 18, refused with a 400), never cached.
-    first = sdk.responses.create(model="gpt-5-mini", input=f"Name a prime number {unique}")
-    follow_up = [
-        {"role": "user", "content": f"Name a prime number {unique}"},
-        *(item.model_dump(exclude_none=True) for item in first.output),
-        {"role": "user", "content": "Why is it prime?"},
-    ]
-    assert [item["type"] for item in follow_up[1:3]] == ["reasoning", "message"]
+    # A tool's call with its output, as an agent loop sends them: the LLM reads these items; the cache cannot judge
+    # them: answered (before session 18, refused with a 400), never cached.
     tool_loop: list[Any] = [
         {"role": "user", "content": f"What is the weather in Paris {unique}?"},
         {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": '{"city": "Paris"}'},
         {"type": "function_call_output", "call_id": "call_1", "output": "sunny, 21 C"},
     ]
-    for items, kinds in ((follow_up, "reasoning"), (tool_loop, "function_call, function_call_output")):
-        for _ in range(2):
-            calls = fake_openai.stats()["calls"]
-            raw = sdk.responses.with_raw_response.create(model="gpt-5-mini", input=items)
-            assert raw.headers["x-semcache"] == "bypass"
-            assert raw.parse().status == "completed"
-            assert fake_openai.stats()["calls"] == calls + 1
-        sent = fake_openai.stats()["bodies"][-1]["input"]
-        assert sent == json.loads(json.dumps(items)), f"forwarded as given ({kinds})"
+    for _ in range(2):
+        calls = fake_openai.stats()["calls"]
+        raw = sdk.responses.with_raw_response.create(model="gpt-5-mini", input=tool_loop)
+        assert raw.headers["x-semcache"] == "bypass"
+        assert raw.parse().status == "completed"
+        assert fake_openai.stats()["calls"] == calls + 1
+    assert fake_openai.stats()["bodies"][-1]["input"] == json.loads(json.dumps(tool_loop)), "forwarded as given"
+
+
+def test_a_reasoning_models_follow_up_is_cached_by_its_messages(
+    sdk: openai.OpenAI, fake_openai: FakeOpenAI, unique: str
+) -> None:
+    # OpenAI's own way to go on with a reasoning model without stored state: pass its output back, reasoning item
+    # included, then the next question. The reasoning is forwarded (the LLM reads it) but is not the scope: the
+    # conversation is its messages (session 18 never cached such a follow-up).
+    first = sdk.responses.create(model="gpt-5-mini", input=f"Name a prime number {unique}")
+    turns = [
+        {"role": "user", "content": f"Name a prime number {unique}"},
+        *(i.model_dump(exclude_none=True) for i in first.output),
+    ]
+    follow_up = [*turns, {"role": "user", "content": "Why is it prime?"}]
+    assert [item["type"] for item in follow_up[1:3]] == ["reasoning", "message"]
+    calls = fake_openai.stats()["calls"]
+    miss = sdk.responses.with_raw_response.create(model="gpt-5-mini", input=follow_up)
+    assert miss.headers["x-semcache"] == "miss"
+    assert fake_openai.stats()["bodies"][-1]["input"] == json.loads(json.dumps(follow_up)), "forwarded as given"
+    # The same conversation again, and as a client that got the first answer from the cache sends it (no reasoning)
+    without_reasoning = [item for item in follow_up if item.get("type") != "reasoning"]
+    for items in (follow_up, without_reasoning):
+        hit = sdk.responses.with_raw_response.create(model="gpt-5-mini", input=items)
+        assert (hit.headers["x-semcache"], hit.headers["x-semcache-tier"]) == ("hit", "exact")
+        assert hit.parse().output_text == miss.parse().output_text
+    assert fake_openai.stats()["calls"] == calls + 1
+    # Another earlier answer is another conversation
+    other = [turns[0], {"role": "assistant", "content": "7"}, {"role": "user", "content": "Why is it prime?"}]
+    assert sdk.responses.with_raw_response.create(model="gpt-5-mini", input=other).headers["x-semcache"] == "miss"
 
 
 def test_a_stored_prompt_is_cached_only_at_a_pinned_version(sdk: openai.OpenAI, unique: str) -> None:

@@ -122,16 +122,23 @@ def responses_prompt(body: ResponsesRequest, *, default_model: str) -> Prompt:
     """Translate a Responses API request (stream changes how the answer is sent, not what it is: not scoped)."""
     extra: dict[str, JSON] = dict(body.model_extra or {})
     messages: list[Message] = []
-    others: set[str] = set()  # the kinds of the input's items that are not messages
+    others: set[str] = set()  # the kinds of the input's items that are neither messages nor reasoning
+    reasoning = False
     if isinstance(body.input, str):
         messages.append(Message("user", body.input))
     else:
         for i, item in enumerate(body.input):
             role, content = item.get("role"), item.get("content")
             kind = item.get("type", "message")
+            if kind == "reasoning":
+                # A reasoning model's thoughts on an earlier turn, passed back as OpenAI advises without stored
+                # state: forwarded, but not part of the scope. The conversation is its messages; the thoughts
+                # behind an earlier answer do not change what is asked now (and a cached answer has none).
+                reasoning = True
+                continue
             if kind != "message":
-                # A reasoning model's reasoning passed back, a tool's call and its output, an item referenced by
-                # id: what the LLM makes of them is not the cache's to judge. Forwarded as given, never cached.
+                # A tool's call and its output, an item referenced by id: what the LLM makes of them is not the
+                # cache's to judge. Forwarded as given, never cached.
                 others.add(str(kind))
                 continue
             if role not in MESSAGE_ROLES:
@@ -145,7 +152,7 @@ def responses_prompt(body: ResponsesRequest, *, default_model: str) -> Prompt:
                 messages.append(Message(role, content))
             else:
                 raise InvalidRequest("content must be a string or a list of parts", param=f"input[{i}].content")
-    if not messages and not others:
+    if not messages and not others and not reasoning:
         raise InvalidRequest("input must not be empty", param="input")
     options = {
         k: v
@@ -164,8 +171,9 @@ def responses_prompt(body: ResponsesRequest, *, default_model: str) -> Prompt:
         # A stored prompt without a version: OpenAI uses whichever version is current, which may change under us.
         stateful.append("prompt without a version")
     uncacheable = f"depends on server-side state ({', '.join(stateful)})" if stateful else None
-    if others:
+    if others or reasoning:
         passthrough["input"] = body.input  # as given: the LLM reads items the messages do not hold
+    if others:
         uncacheable = uncacheable or f"input holds items other than messages ({', '.join(sorted(others))})"
     return Prompt(
         model=body.model or default_model,
