@@ -30,6 +30,7 @@ from semcache.adapters.memory_store import MemoryStore
 from semcache.adapters.onnx_embedder import OnnxEmbedder
 from semcache.bootstrap import limit_blas_threads
 from semcache.core.calibration import bucket, calibrated_threshold
+from semcache.core.fingerprint import normalize_text
 from semcache.core.freshness import is_volatile
 from semcache.core.language import looks_english
 from semcache.core.models import CacheControl, CacheMode, Completion, Message, Prompt, Usage
@@ -373,6 +374,18 @@ def feedback_figures(
     return out
 
 
+def language_figures() -> dict[str, object]:
+    """How many of the labelled sets' distinct texts the language test takes for another language than English
+    (semcache.core.language: such a question is served only to an exact repeat by default), with those texts."""
+    sets = {"qqp": [qqp(split) for split in ("train", "dev", "test")], "gptcache": [gptcache_paraphrases()]}
+    out: dict[str, object] = {}
+    for name, pairs in sets.items():
+        texts = sorted({normalize_text(t) for p in pairs for t in (*p.a, *p.b)})
+        foreign = [t for t in texts if not looks_english(t)]
+        out[name] = {"distinct_texts": len(texts), "not_english": len(foreign), "texts": foreign}
+    return out
+
+
 def freshness_figures() -> dict[str, object]:
     out = {}
     for name in ("freshness_labels", "freshness_holdout", "freshness_languages", "freshness_languages_holdout"):
@@ -531,6 +544,7 @@ def main() -> None:
         "feedback_calibration": feedback_figures(verifier, dev, test),
         "multiturn": asyncio.run(multiturn_figures(e, verifier)),
         "freshness": freshness_figures(),
+        "language": language_figures(),
         "prompts": prompt_figures(e, verifier),
         "rules": rule_figures(),
         "latency": latency_figures(e, verifier),

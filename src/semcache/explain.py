@@ -17,8 +17,7 @@ from semcache.adapters.memory_store import MemoryStore
 from semcache.core.fingerprint import normalize_text
 from semcache.core.models import Completion, Message, Prompt, Usage
 from semcache.core.ports import Embedder, StreamSink
-from semcache.core.service import UNREAD, CacheService, Policy, unread_differ
-from semcache.core.verifier import veto
+from semcache.core.service import CacheService, Policy
 
 TENANT = "explain"
 MODEL = "explain-model"
@@ -41,11 +40,10 @@ async def explain(stored: str, asked: str, *, embedder: Embedder, policy: Policy
     served: the service's verdict; tier: exact or semantic; reason: the service's reason on a miss, when it gives
     one; kept: whether stored's answer was stored at all; freshness: how each was judged (a volatile question is
     served only to an exact repeat, within its short TTL). cosine: of the two normalised texts (None if either is
-    too long to embed); rule: the rule that rules the pair out ("unread", or the verifier's; None if none does);
-    confidence: the
-    networks' probability that the two are the same question, worked out even when a rule or the cosine floor
-    decides first; threshold and min_cosine: what the policy asks (a tenant whose verdicts have raised its
-    threshold asks more: semcache.core.calibration).
+    too long to embed); rule: the rule that rules the pair out (CacheService.rule_against: "unread", or the
+    verifier's; None if none does); confidence: the networks' probability that the two are the same question,
+    worked out even when a rule or the cosine floor decides first; threshold and min_cosine: what the policy asks
+    (a tenant whose verdicts have raised its threshold asks more: semcache.core.calibration).
     """
     service = CacheService(embedder=embedder, store=MemoryStore(), llm=_Echo(), policy=policy, embed_inline=True)
     try:
@@ -60,10 +58,7 @@ async def explain(stored: str, asked: str, *, embedder: Embedder, policy: Policy
     if prepared[0] is not None and prepared[1] is not None:
         u, v = embedder.embed_prepared([prepared[1]])[0], embedder.embed_prepared([prepared[0]])[0]
         cosine = round(float(np.dot(u, v)), 4)
-        if unread_differ(embedder.unread(b), embedder.unread(a)):
-            rule = UNREAD
-        elif verifier is not None:
-            rule = veto(b, a)
+        rule = service.rule_against(b, a)
         if verifier is not None:
             confidence = round(verifier.networks(b, [a], u, [v])[0], 4)
     info = second.cache

@@ -95,7 +95,7 @@ def test_volatile_questions(question: str, volatile: bool) -> None:
         ("python list comprehension", True),  # no function words: English, as most such queries are
         ("What does 'de facto' mean?", True),
         ("What is the meaning of 'je ne sais quoi'?", True),
-        ("Nominal GDP per capita growth to real GDP per capita growth?", False),  # the one English of qqp's 145,407
+        ("Nominal GDP per capita growth to real GDP per capita growth?", False),  # the one English text of qqp's
         ("If 3x + 9y = 7x + y. then 8y=?", True),  # "y" is Spanish "and" too: single letters do not count
         ("¿Cómo convertir una lista en una cadena en Python?", False),
         ("Comment apprendre le piano rapidement ?", False),

@@ -108,10 +108,11 @@ def _unknowns(tokenizer: Tokenizer) -> tuple[int | None, re.Pattern[str] | None]
     prefix = getattr(model, "continuing_subword_prefix", None)
     if unk_id is None or not isinstance(limit, int) or not isinstance(prefix, str):
         return unk_id, None
-    vocab, normalizer = tokenizer.get_vocab(), tokenizer.normalizer
+    normalizer = tokenizer.normalizer  # (not get_vocab(): it copies 30,000 entries, 27 ms of a cold start)
     for c in string.printable.strip():
         n = normalizer.normalize_str(c) if normalizer is not None else c
-        if n and (n not in vocab or (c.isalnum() and prefix + n not in vocab)):
+        known = tokenizer.token_to_id(n) is not None
+        if n and (not known or (c.isalnum() and tokenizer.token_to_id(prefix + n) is None)):
             return unk_id, None
     return unk_id, re.compile(rf"[A-Za-z0-9]{{{limit + 1},}}")
 

@@ -75,7 +75,7 @@ to all-MiniLM-L6-v2, the same six unknown tokens around the same two characters,
 Unread parts on one side only ("🤗 Datasets is a library...", "Datasets is a library...") are left to the
 matcher, which sees an unknown token on one side and not on the other, as it sees a number on one side only.
 Applied before the verifier's rules, with or without a verifier."""
-RULES_SAY = {UNREAD: "both hold words the embedder cannot read, and not the same ones", **RULE_SAYS}
+ALL_RULES_SAY = {UNREAD: "both hold words the embedder cannot read, and not the same ones", **RULE_SAYS}
 """What each rule (UNREAD, then the verifier's) says of a stored question it rules out."""
 
 MAX_TTL_SECONDS = 365 * 86400
@@ -519,8 +519,7 @@ class CacheService:
         near = [m for m in found if m.entry.scope == asked.scope and m.similarity >= floor]
         verifier = self._policy.verifier
         texts = [normalize_text(m.entry.query) for m in near]
-        unread = self._embedder.unread(asked.normalized)
-        vetoes = [self._rule_against(asked.normalized, unread, text) for text in texts]
+        vetoes = [self.rule_against(asked.normalized, text) for text in texts]
         if until_numbers and "numbers" in vetoes:
             cut = vetoes.index("numbers")
             near, texts, vetoes = near[:cut], texts[:cut], vetoes[:cut]
@@ -553,10 +552,10 @@ class CacheService:
             why = f"nearest stored question judged another question (confidence {confidences[0]:.3f} < {threshold:g})"
         return None, ruled_out, why
 
-    def _rule_against(self, asked: str, unread: tuple[str, ...], stored: str) -> str | None:
-        """The rule that rules stored out for asked (whose unread parts are given), if one does: UNREAD, else one of
-        the verifier's (none without a verifier)."""
-        if unread_differ(unread, self._embedder.unread(stored)):
+    def rule_against(self, asked: str, stored: str) -> str | None:
+        """The rule that rules the stored question out for the asked one (both normalised), if one does: UNREAD,
+        else one of the verifier's (none without a verifier). What the semantic tier and `semcache explain` apply."""
+        if unread_differ(self._embedder.unread(asked), self._embedder.unread(stored)):
             return UNREAD
         return veto(asked, stored) if self._policy.verifier is not None else None
 
@@ -613,7 +612,7 @@ class CacheService:
     def ruled_out(self) -> dict[str, int]:
         """Candidates ruled out so far, by rule (UNREAD, then verifier.RULES), and lookups that searched past them
         ("searched_further")."""
-        return {**{rule: self._ruled_out[rule] for rule in RULES_SAY}, "searched_further": self._searched_further}
+        return {**{rule: self._ruled_out[rule] for rule in ALL_RULES_SAY}, "searched_further": self._searched_further}
 
     async def delete(self, entry_id: str, *, tenant: str | None) -> bool:
         """Remove one entry of tenant (any tenant's if None); True if it existed."""
@@ -835,7 +834,7 @@ def _why_not(found: list[Match], floor: float, near: list[Match], vetoes: list[s
     if not near or near[0] is not nearest:
         return f"nearest stored question too far (similarity {nearest.similarity:.3f} < {floor:g})"
     if vetoes[0] is not None:
-        return f"nearest stored question ruled out ({vetoes[0]}): {RULES_SAY[vetoes[0]]}"
+        return f"nearest stored question ruled out ({vetoes[0]}): {ALL_RULES_SAY[vetoes[0]]}"
     if nearest.mismatched:
         return "nearest stored question marked wrong for this one (feedback)"
     return None

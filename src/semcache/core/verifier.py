@@ -282,9 +282,11 @@ def _worded(digits: frozenset[str], tokens: list[str]) -> frozenset[str]:
     return frozenset(found)
 
 
-def _counted_nouns(tokens: list[str]) -> frozenset[str]:
+def _counted_nouns(digits: frozenset[str], tokens: list[str]) -> frozenset[str]:
     """The plural nouns right after a count of two or more (2 to 999 in digits, or in words; not a year), singular
-    (see _singular)."""
+    (see _singular). digits: the text's numbers (none, and no number word: nothing counted)."""
+    if not digits and _NUMBER_WORDS.keys().isdisjoint(tokens):
+        return frozenset()
     return frozenset(
         _singular(noun)
         for number, noun in itertools.pairwise(tokens)
@@ -424,7 +426,7 @@ def _profile(text: str) -> TextProfile:
         content=words - _STOP,
         numbers=digits,
         counted=_worded(digits, tokens) | _powers(text),
-        counted_nouns=_counted_nouns(tokens) if digits or not _NUMBER_WORDS.keys().isdisjoint(tokens) else frozenset(),
+        counted_nouns=_counted_nouns(digits, tokens),
         names=frozenset(w.lower() for w in _CAPITALISED.findall(text[1:])),
         negated=_negated(tokens),
         question_word=_question_word(tokens),
